@@ -1,0 +1,184 @@
+"""Domain errors: what went wrong, in words a client can act on, with no HTTP in them.
+
+Each error carries a stable machine-readable ``code`` (the contract's problem codes) and a
+``detail`` safe to show to the caller: never an answer value, a token or SQL. Mapping to HTTP
+status codes, WebSocket error messages and close codes lives in ``healthinfo.api.problems``.
+
+Tree::
+
+    DomainError
+    ├── Unauthenticated          unauthenticated
+    ├── Forbidden                forbidden
+    ├── NotFound                 not-found
+    ├── AlreadySubmitted         already-submitted
+    ├── EditConflict             edit-conflict
+    ├── KitAlreadyClaimed        kit-already-claimed
+    ├── VersionConflict          version-conflict
+    ├── PreconditionRequired     precondition-required
+    ├── ValidationFailed         validation-failed
+    ├── MalformedRequest         malformed-request
+    ├── PayloadTooLarge          payload-too-large
+    ├── UnsupportedMediaType     unsupported-media-type
+    └── Unavailable              unavailable
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid field: a dotted path (``answers.heightCm``) and why, without its value."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldConflict:
+    """A question changed by someone else since the writer's ``baseVersion``."""
+
+    field: str
+    current_version: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "currentVersion": self.current_version}
+
+
+class DomainError(Exception):
+    """Base of every expected failure. ``extra`` holds machine-readable members of the problem."""
+
+    code: ClassVar[str] = "error"
+    title: ClassVar[str] = "Error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(DomainError):
+    code = "not-found"
+    title = "Not found"
+
+
+class AlreadySubmitted(DomainError):
+    code = "already-submitted"
+    title = "Already submitted"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "The health information was submitted and is read-only; ask for an amendment."
+        )
+
+
+class KitAlreadyClaimed(DomainError):
+    code = "kit-already-claimed"
+    title = "Kit already claimed"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or "The kit is already claimed by another user.")
+
+
+class VersionConflict(DomainError):
+    code = "version-conflict"
+    title = "Version conflict"
+
+    def __init__(self, current_version: int | None, expected: str) -> None:
+        self.current_version = current_version
+        if current_version is None:
+            detail = f"Nothing is saved yet, so If-Match {expected} cannot match."
+        else:
+            detail = f"The health information is at version {current_version}, not {expected}."
+        super().__init__(detail)
+
+    def extra(self) -> dict[str, Any]:
+        return {"currentVersion": self.current_version}
+
+
+class EditConflict(DomainError):
+    code = "edit-conflict"
+    title = "Edit conflict"
+
+    def __init__(
+        self, conflicts: list[FieldConflict], current_version: int, base_version: int
+    ) -> None:
+        self.conflicts = conflicts
+        self.current_version = current_version
+        names = ", ".join(c.field for c in conflicts)
+        super().__init__(
+            f"Since version {base_version}, someone else changed: {names}. "
+            "Reload them and write again with the current version as baseVersion."
+        )
+
+    def extra(self) -> dict[str, Any]:
+        return {
+            "currentVersion": self.current_version,
+            "conflicts": [c.as_dict() for c in self.conflicts],
+        }
+
+
+class PreconditionRequired(DomainError):
+    code = "precondition-required"
+    title = "Precondition required"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "This deployment requires If-Match or baseVersion on every write."
+        )
+
+
+class ValidationFailed(DomainError):
+    code = "validation-failed"
+    title = "Validation failed"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(detail or f"{len(errors)} field(s) are invalid.")
+
+    def extra(self) -> dict[str, Any]:
+        return {"errors": [e.as_dict() for e in self.errors]}
+
+
+class MalformedRequest(DomainError):
+    code = "malformed-request"
+    title = "Malformed request"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload-too-large"
+    title = "Payload too large"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"The body is larger than the limit of {limit} bytes.")
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class Unavailable(DomainError):
+    code = "unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or "The database is unreachable; try again shortly.")

@@ -1,0 +1,1 @@
+"""Questionnaire definitions shipped as data, and validation of answers against them."""
