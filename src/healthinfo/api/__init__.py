@@ -1,0 +1,1 @@
+"""Framework glue: routers, dependencies, problem+json mapping, ASGI middleware, health."""

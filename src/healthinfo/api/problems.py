@@ -1,0 +1,191 @@
+"""Errors in one place: domain errors → RFC 9457 problem details (HTTP) or error messages (WS).
+
+Every error a client can see, including the framework's own 404/405/422 and any 500, leaves
+through here as ``application/problem+json`` with a stable ``code`` and the ``requestId``.
+A 500 says only that something failed and which request it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from healthinfo.errors import (
+    AlreadySubmitted,
+    DomainError,
+    EditConflict,
+    FieldError,
+    Forbidden,
+    KitAlreadyClaimed,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionRequired,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+    VersionConflict,
+)
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger(__name__)
+
+STATUS: dict[type[DomainError], int] = {
+    MalformedRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    AlreadySubmitted: 409,
+    EditConflict: 409,
+    KitAlreadyClaimed: 409,
+    VersionConflict: 412,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    ValidationFailed: 422,
+    PreconditionRequired: 428,
+    Unavailable: 503,
+}
+
+_FRAMEWORK_CODES = {404: "not-found", 405: "method-not-allowed", 406: "not-acceptable"}
+
+
+def status_of(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None,
+    request_id: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "code": code,
+        "requestId": request_id,
+    }
+    body.update(extra or {})
+    return body
+
+
+def domain_problem(error: DomainError, *, instance: str | None, request_id: str | None) -> dict[str, Any]:
+    return problem_body(
+        status=status_of(error),
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        instance=instance,
+        request_id=request_id,
+        extra=error.extra(),
+    )
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=json.dumps(body, separators=(",", ":")),
+        status_code=int(body["status"]),
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def request_id_of(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def _response_for(request: Request, error: DomainError) -> Response:
+    body = domain_problem(error, instance=request.url.path, request_id=request_id_of(request))
+    headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="healthinfo"'
+    if isinstance(error, VersionConflict | EditConflict) and error.current_version is not None:
+        headers["ETag"] = f'"{error.current_version}"'
+    return problem_response(body, headers)
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return _response_for(request, exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own 422s: a body that is not JSON or not an object is 400, the rest 422."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(_is_malformed(e) for e in errors):
+        return _response_for(
+            request, MalformedRequest("The body is not a JSON object as this route expects.")
+        )
+    fields = [FieldError(_field_name(e["loc"]), str(e["msg"])) for e in errors]
+    return _response_for(request, ValidationFailed(fields))
+
+
+def _is_malformed(error: Any) -> bool:
+    loc = tuple(error.get("loc", ()))
+    return error.get("type") == "json_invalid" or (
+        loc == ("body",) and error.get("type") in {"model_attributes_type", "dict_type", "missing"}
+    )
+
+
+def _field_name(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _FRAMEWORK_CODES.get(exc.status_code, f"http-{exc.status_code}")
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    detail = "No such route." if exc.status_code == 404 else str(exc.detail)
+    body = problem_body(
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id_of(request),
+    )
+    headers = dict(exc.headers or {})
+    if body["requestId"]:
+        headers["X-Request-ID"] = body["requestId"]
+    return problem_response(body, headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("request.unhandled_exception", extra={"exc_type": type(exc).__name__})
+    body = problem_body(
+        status=500,
+        code="internal-error",
+        title="Internal server error",
+        detail="Something failed on our side. Quote the request id when you report it.",
+        instance=request.url.path,
+        request_id=request_id_of(request),
+    )
+    headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
+    return problem_response(body, headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,1 @@
+"""Append-only audit events, written inside the caller's transaction."""

@@ -1,0 +1,58 @@
+"""Run one write in one transaction, and audit it even when it is refused.
+
+A refused write rolls its transaction back, taking any audit event written inside it along.
+So the refusal is recorded in a transaction of its own, after the rollback. Every channel
+(REST, WebSocket, worker) runs its writes through here: that is how "refused write attempts
+are audited" holds identically everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from healthinfo.audit.service import AuditEntry, AuditLog
+from healthinfo.common.context import RequestContext
+from healthinfo.common.uow import UnitOfWork, UnitOfWorkFactory
+from healthinfo.errors import DomainError, Unavailable
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+REFUSED_PREFIX = "refused:"
+
+
+class WriteRunner:
+    def __init__(self, *, uows: UnitOfWorkFactory, audit: AuditLog) -> None:
+        self._uows = uows
+        self._audit = audit
+
+    async def run(
+        self,
+        ctx: RequestContext,
+        *,
+        action: str,
+        kit_id: str,
+        operation: Callable[[UnitOfWork], Awaitable[T]],
+    ) -> T:
+        """Commit ``operation``'s work; on a domain refusal, audit it and re-raise."""
+        try:
+            async with self._uows.write() as uow:
+                return await operation(uow)
+        except Unavailable:
+            raise
+        except DomainError as exc:
+            await self._record_refusal(ctx, action, kit_id, exc)
+            raise
+
+    async def _record_refusal(
+        self, ctx: RequestContext, action: str, kit_id: str, exc: DomainError
+    ) -> None:
+        entry = AuditEntry(action=action, kit_id=kit_id, outcome=REFUSED_PREFIX + exc.code)
+        try:
+            async with self._uows.write() as uow:
+                await self._audit.record(uow, ctx, entry)
+        except Exception:
+            # The client gets the original refusal either way; an operator gets an alert.
+            logger.exception("audit.refusal_write_failed")

@@ -1,0 +1,90 @@
+"""The audit log: one event per write or refused write, in the same transaction as the write.
+
+Events hold question ids, versions and outcomes, never answer values, so the trail itself
+holds no health data and can be shown to auditors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from healthinfo.common.clock import Clock, to_rfc3339, utc_now
+from healthinfo.common.context import RequestContext
+from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
+from healthinfo.common.uow import UnitOfWork
+from healthinfo.db.models import AuditEvent
+
+USER_AGENT_LENGTH = 255
+OK = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    action: str
+    kit_id: str
+    outcome: str = OK
+    version_before: int | None = None
+    version_after: int | None = None
+    changed: Sequence[str] = ()
+
+
+class AuditLog:
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        self._clock = clock
+
+    async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
+        """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
+        uow.session.add(
+            AuditEvent(
+                event_id=str(uuid.uuid4()),
+                at=self._clock(),
+                kit_id=entry.kit_id,
+                actor=ctx.actor.user_id,
+                action=entry.action,
+                channel=ctx.channel.value,
+                request_id=ctx.request_id,
+                version_before=entry.version_before,
+                version_after=entry.version_after,
+                changed=sorted(entry.changed),
+                outcome=entry.outcome,
+                client_address=ctx.client_address,
+                user_agent=(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
+            )
+        )
+        await uow.session.flush()
+
+    async def list_for_kit(
+        self, uow: UnitOfWork, kit_id: str, *, limit: int, cursor: str | None
+    ) -> Page[AuditEvent]:
+        query = select(AuditEvent).where(AuditEvent.kit_id == kit_id)
+        if cursor is not None:
+            query = query.where(AuditEvent.id < decode_cursor(cursor))
+        rows = list(
+            (await uow.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
+
+
+def audit_event_dict(event: AuditEvent) -> dict[str, object]:
+    """The contract's shape of an audit event."""
+    return {
+        "id": event.event_id,
+        "at": to_rfc3339(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "channel": event.channel,
+        "requestId": event.request_id,
+        "versionBefore": event.version_before,
+        "versionAfter": event.version_after,
+        "changed": list(event.changed),
+        "outcome": event.outcome,
+        "clientAddress": event.client_address,
+        "userAgent": event.user_agent,
+    }
+

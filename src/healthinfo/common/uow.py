@@ -1,0 +1,88 @@
+"""The unit of work: one database transaction, plus what must happen only if it commits.
+
+Services receive a ``UnitOfWork`` and never commit; the adapter that opened it does, before it
+answers the client, so a failed commit can never hide behind a 200. Side effects (cache writes,
+published events, worker wake-ups) are registered with ``after_commit`` and dropped on rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Self
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from healthinfo.common.database import Engines
+from healthinfo.errors import Unavailable
+
+AfterCommit = Callable[[], Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """A session in a transaction, and the hooks to run once it is durable."""
+
+    def __init__(self, session: AsyncSession, *, writable: bool) -> None:
+        self.session = session
+        self.writable = writable
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, hook: AfterCommit) -> None:
+        self._after_commit.append(hook)
+
+    async def run_after_commit(self) -> None:
+        """Hooks are best effort: the write is already durable, so a hook failure is logged only."""
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                logger.exception("unit_of_work.after_commit_failed")
+
+    def discard(self) -> Self:
+        self._after_commit.clear()
+        return self
+
+
+class UnitOfWorkFactory:
+    """Opens units of work on the write or the read engine."""
+
+    def __init__(self, engines: Engines) -> None:
+        self._write = async_sessionmaker(engines.write, expire_on_commit=False, autoflush=False)
+        self._read = async_sessionmaker(engines.read, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[UnitOfWork]:
+        """Commit on a clean exit, roll back on an exception; hooks only after the commit."""
+        uow: UnitOfWork | None = None
+        try:
+            async with self._write() as session, session.begin():
+                uow = UnitOfWork(session, writable=True)
+                yield uow
+        except (OperationalError, PoolTimeoutError, OSError) as exc:
+            if uow is not None:
+                uow.discard()
+            raise Unavailable() from exc
+        except DBAPIError as exc:
+            if uow is not None:
+                uow.discard()
+            if exc.connection_invalidated:
+                raise Unavailable() from exc
+            raise
+        except BaseException:
+            if uow is not None:
+                uow.discard()
+            raise
+        await uow.run_after_commit()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[UnitOfWork]:
+        try:
+            async with self._read() as session, session.begin():
+                yield UnitOfWork(session, writable=False)
+        except (OperationalError, PoolTimeoutError, OSError) as exc:
+            raise Unavailable() from exc

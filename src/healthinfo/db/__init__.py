@@ -1,0 +1,1 @@
+"""The schema in one place (for Alembic) and the migration runner."""

@@ -1,0 +1,1 @@
+"""The domain: a kit's health information, its versions, and the rules for changing it."""

@@ -1,0 +1,172 @@
+"""Persistence of health information and its revisions.
+
+Reads use Core statements, not ORM identity-mapped objects: a write that retries after losing
+a race must see the row as it is now, not as this session first loaded it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from healthinfo.common.sql import insert_if_absent, rowcount
+from healthinfo.common.uow import UnitOfWork
+from healthinfo.db.models import HealthInformation, Revision
+from healthinfo.health_information.codec import AnswerCodec
+from healthinfo.health_information.model import (
+    Answers,
+    HealthInformationState,
+    RevisionSummary,
+    Status,
+)
+
+CURRENT = HealthInformation.__table__
+REVISIONS = Revision.__table__
+
+
+class HealthInformationRepository:
+    def __init__(self, *, codec: AnswerCodec) -> None:
+        self._codec = codec
+
+    async def get(self, uow: UnitOfWork, kit_id: str) -> HealthInformationState | None:
+        row = (await uow.session.execute(select(CURRENT).where(CURRENT.c.kit_id == kit_id))).first()
+        if row is None:
+            return None
+        return HealthInformationState(
+            kit_id=row.kit_id,
+            questionnaire_id=row.questionnaire_id,
+            questionnaire_version=row.questionnaire_version,
+            status=Status(row.status),
+            answers=self._codec.decode(kit_id, row.answers),
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            updated_by=row.updated_by,
+            submitted_at=row.submitted_at,
+            field_versions=dict(row.field_versions),
+        )
+
+    async def insert_first(self, uow: UnitOfWork, state: HealthInformationState) -> bool:
+        """Create version 1; False when a concurrent writer created it first."""
+        return await insert_if_absent(uow, CURRENT, self._row(state))
+
+    async def update_if_version(
+        self, uow: UnitOfWork, state: HealthInformationState, *, expected_version: int
+    ) -> bool:
+        """The optimistic lock: one conditional UPDATE whose row count decides who won."""
+        values = self._row(state)
+        del values["kit_id"], values["created_at"]
+        result = await uow.session.execute(
+            update(CURRENT)
+            .where(CURRENT.c.kit_id == state.kit_id, CURRENT.c.version == expected_version)
+            .values(**values)
+        )
+        return rowcount(result) == 1
+
+    async def add_revision(
+        self,
+        uow: UnitOfWork,
+        state: HealthInformationState,
+        *,
+        changed: list[str],
+        channel: str,
+        request_id: str | None,
+    ) -> None:
+        await uow.session.execute(
+            REVISIONS.insert().values(
+                kit_id=state.kit_id,
+                version=state.version,
+                status=state.status.value,
+                answers=self._codec.encode(state.kit_id, state.answers),
+                changed=changed,
+                at=state.updated_at,
+                by=state.updated_by,
+                channel=channel,
+                request_id=request_id,
+            )
+        )
+
+    async def revision_answers(self, uow: UnitOfWork, kit_id: str, version: int) -> Answers | None:
+        stored = await uow.session.scalar(
+            select(REVISIONS.c.answers).where(
+                REVISIONS.c.kit_id == kit_id, REVISIONS.c.version == version
+            )
+        )
+        return None if stored is None else self._codec.decode(kit_id, stored)
+
+    async def get_revision(
+        self, uow: UnitOfWork, kit_id: str, version: int, *, created_at: datetime
+    ) -> HealthInformationState | None:
+        row = (
+            await uow.session.execute(
+                select(REVISIONS).where(REVISIONS.c.kit_id == kit_id, REVISIONS.c.version == version)
+            )
+        ).first()
+        if row is None:
+            return None
+        submitted_at = await self._first_final_at(uow, kit_id, version)
+        return HealthInformationState(
+            kit_id=kit_id,
+            questionnaire_id="",
+            questionnaire_version="",
+            status=Status(row.status),
+            answers=self._codec.decode(kit_id, row.answers),
+            version=row.version,
+            created_at=created_at,
+            updated_at=row.at,
+            updated_by=row.by,
+            submitted_at=submitted_at,
+        )
+
+    async def list_revisions(
+        self, uow: UnitOfWork, kit_id: str, *, limit: int, before_version: int | None
+    ) -> list[RevisionSummary]:
+        query = select(
+            REVISIONS.c.version,
+            REVISIONS.c.status,
+            REVISIONS.c.at,
+            REVISIONS.c.by,
+            REVISIONS.c.channel,
+            REVISIONS.c.changed,
+        ).where(REVISIONS.c.kit_id == kit_id)
+        if before_version is not None:
+            query = query.where(REVISIONS.c.version < before_version)
+        rows = await uow.session.execute(query.order_by(REVISIONS.c.version.desc()).limit(limit))
+        return [
+            RevisionSummary(r.version, Status(r.status), r.at, r.by, r.channel, list(r.changed))
+            for r in rows
+        ]
+
+    async def delete_all(self, uow: UnitOfWork, kit_id: str) -> None:
+        await uow.session.execute(delete(REVISIONS).where(REVISIONS.c.kit_id == kit_id))
+        await uow.session.execute(delete(CURRENT).where(CURRENT.c.kit_id == kit_id))
+
+    async def _first_final_at(self, uow: UnitOfWork, kit_id: str, version: int) -> datetime | None:
+        at: datetime | None = await uow.session.scalar(
+            select(REVISIONS.c.at)
+            .where(
+                REVISIONS.c.kit_id == kit_id,
+                REVISIONS.c.version <= version,
+                REVISIONS.c.status == Status.SUBMITTED.value,
+            )
+            .order_by(REVISIONS.c.version)
+            .limit(1)
+        )
+        return at
+
+    def _row(self, state: HealthInformationState) -> dict[str, Any]:
+        return {
+            "kit_id": state.kit_id,
+            "questionnaire_id": state.questionnaire_id,
+            "questionnaire_version": state.questionnaire_version,
+            "status": state.status.value,
+            "answers": self._codec.encode(state.kit_id, state.answers),
+            "field_versions": state.field_versions,
+            "version": state.version,
+            "created_at": state.created_at,
+            "updated_at": state.updated_at,
+            "updated_by": state.updated_by,
+            "submitted_at": state.submitted_at,
+        }

@@ -1,0 +1,392 @@
+"""The health information service: every rule for reading and changing a kit's answers.
+
+REST, SSE and WebSocket call these methods and nothing else, so validation, locking,
+immutability, access and audit hold identically on every channel. Methods take the caller's
+``UnitOfWork`` and never commit.
+
+A write is optimistic: read the current state, compute the new answers, then one conditional
+``UPDATE … WHERE version = :seen`` (or an insert-if-absent for the first save) whose row count
+decides. A writer that lost the race re-reads and tries again (last-writer-wins and
+``baseVersion`` writes) or gets 412 (``If-Match``): two writes are never both acknowledged
+against the same version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from healthinfo.audit.service import OK, AuditEntry, AuditLog
+from healthinfo.auth.access import Permission
+from healthinfo.auth.actor import Actor
+from healthinfo.common.clock import Clock, utc_now
+from healthinfo.common.context import RequestContext
+from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
+from healthinfo.common.uow import UnitOfWork
+from healthinfo.errors import (
+    AlreadySubmitted,
+    FieldError,
+    NotFound,
+    PreconditionRequired,
+    Unavailable,
+    ValidationFailed,
+    VersionConflict,
+)
+from healthinfo.health_information.merge import (
+    apply_merge_patch,
+    bump_field_versions,
+    changed_ids,
+    desired_from_replacement,
+    rebase,
+    without_nulls,
+)
+from healthinfo.health_information.model import (
+    Answers,
+    HealthInformationState,
+    RevisionSummary,
+    Status,
+    WriteResult,
+)
+from healthinfo.health_information.preconditions import if_match_satisfied
+from healthinfo.health_information.repository import HealthInformationRepository
+from healthinfo.kits.service import KitService
+from healthinfo.questionnaires.model import Questionnaire
+from healthinfo.questionnaires.validation import missing_required, validate_answers
+
+SAVE = "health-information.save"
+SUBMIT = "health-information.submit"
+UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A committed change, for whoever follows the kit live (cache, event bus)."""
+
+    state: HealthInformationState
+    changed: list[str]
+    channel: str
+    submitted: bool
+
+
+class ChangeListener(Protocol):
+    async def __call__(self, event: ChangeEvent) -> None: ...
+
+
+# Computes the new answers from the current state (None before the first save).
+Planner = Callable[[HealthInformationState | None], Awaitable[Answers]]
+
+
+class HealthInformationService:
+    def __init__(
+        self,
+        *,
+        kits: KitService,
+        repository: HealthInformationRepository,
+        questionnaire: Questionnaire,
+        audit: AuditLog,
+        strict_preconditions: bool = False,
+        retry_attempts: int = 50,
+        listeners: Sequence[ChangeListener] = (),
+        clock: Clock = utc_now,
+    ) -> None:
+        self._kits = kits
+        self._repo = repository
+        self._questionnaire = questionnaire
+        self._audit = audit
+        self._strict = strict_preconditions
+        self._attempts = retry_attempts
+        self._listeners = list(listeners)
+        self._clock = clock
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> HealthInformationState:
+        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        return await self._existing(uow, kit_id)
+
+    async def get_version(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
+    ) -> HealthInformationState:
+        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        current = await self._existing(uow, kit_id)
+        revision = await self._repo.get_revision(
+            uow, kit_id, version, created_at=current.created_at
+        )
+        if revision is None:
+            raise NotFound(f"Kit {kit_id!r} has no version {version}.")
+        return dataclasses.replace(
+            revision,
+            questionnaire_id=current.questionnaire_id,
+            questionnaire_version=current.questionnaire_version,
+        )
+
+    async def history(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, *, limit: int, cursor: str | None
+    ) -> Page[RevisionSummary]:
+        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        await self._existing(uow, kit_id)
+        before = decode_cursor(cursor) if cursor else None
+        items = await self._repo.list_revisions(
+            uow, kit_id, limit=limit + 1, before_version=before
+        )
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items, encode_cursor(items[-1].version) if more and items else None)
+
+    async def revisions_after(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
+    ) -> list[HealthInformationState]:
+        """Every version after ``version``, oldest first: what a reconnecting stream missed."""
+        current = await self.get(uow, actor, kit_id)
+        states = []
+        for number in range(version + 1, current.version + 1):
+            states.append(await self.get_version(uow, actor, kit_id, number))
+        return states
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def replace(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        answers: Mapping[str, Any],
+        *,
+        submit: bool = False,
+        if_match: str | None = None,
+        base_version: int | None = None,
+    ) -> WriteResult:
+        """PUT: the answers become exactly ``answers`` (rebased when ``base_version`` is given)."""
+        replacement = without_nulls(answers)
+
+        async def plan(current: HealthInformationState | None) -> Answers:
+            if base_version is None or current is None:
+                return replacement
+            base = await self._base_answers(uow, kit_id, base_version)
+            return rebase(
+                current.answers,
+                current.field_versions,
+                base_version=base_version,
+                current_version=current.version,
+                desired=desired_from_replacement(base, replacement),
+            )
+
+        return await self._write(
+            uow,
+            ctx,
+            kit_id,
+            plan,
+            incoming=replacement,
+            submit=submit,
+            if_match=if_match,
+            base_version=base_version,
+        )
+
+    async def patch(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        patch: Mapping[str, Any],
+        *,
+        if_match: str | None = None,
+        base_version: int | None = None,
+    ) -> WriteResult:
+        """PATCH: an RFC 7396 merge patch of the answers; ``null`` removes an answer."""
+
+        async def plan(current: HealthInformationState | None) -> Answers:
+            answers = current.answers if current else {}
+            if base_version is None or current is None:
+                return apply_merge_patch(answers, patch)
+            return rebase(
+                answers,
+                current.field_versions,
+                base_version=base_version,
+                current_version=current.version,
+                desired=patch,
+            )
+
+        return await self._write(
+            uow,
+            ctx,
+            kit_id,
+            plan,
+            incoming=without_nulls(patch),
+            removals=[key for key, value in patch.items() if value is None],
+            if_match=if_match,
+            base_version=base_version,
+        )
+
+    async def submit(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, if_match: str | None = None
+    ) -> WriteResult:
+        """Submit what is saved: checks required answers, then the data is read-only."""
+
+        async def plan(current: HealthInformationState | None) -> Answers:
+            if current is None:
+                raise NotFound(f"Nothing is saved for kit {kit_id!r} yet, so nothing to submit.")
+            return current.answers
+
+        return await self._write(
+            uow, ctx, kit_id, plan, incoming={}, submit=True, if_match=if_match, base_version=None
+        )
+
+    async def _write(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        plan: Planner,
+        *,
+        incoming: Answers,
+        removals: Sequence[str] = (),
+        submit: bool = False,
+        if_match: str | None,
+        base_version: int | None,
+    ) -> WriteResult:
+        await self._kits.authorize_write(uow, ctx, kit_id)
+        if self._strict and if_match is None and base_version is None:
+            raise PreconditionRequired()
+        for _attempt in range(self._attempts):
+            current = await self._repo.get(uow, kit_id)
+            self._check_writable(current, if_match)
+            self._validate(incoming, removals, base_version, current)
+            answers = await plan(current)
+            result = await self._apply(uow, ctx, kit_id, current, answers, submit=submit)
+            if result is not None:
+                return result
+        raise Unavailable("The kit's answers are changing too quickly; try again.")
+
+    def _check_writable(self, current: HealthInformationState | None, if_match: str | None) -> None:
+        """Immutability first: a submitted questionnaire refuses even a write that changes nothing."""
+        if current is not None and current.status.is_final:
+            raise AlreadySubmitted()
+        version = current.version if current else None
+        if if_match is not None and not if_match_satisfied(if_match, version):
+            raise VersionConflict(version, if_match.strip())
+
+    def _validate(
+        self,
+        incoming: Answers,
+        removals: Sequence[str],
+        base_version: int | None,
+        current: HealthInformationState | None,
+    ) -> None:
+        errors = validate_answers(self._questionnaire, incoming)
+        errors += [
+            FieldError(f"answers.{key}", "unknown question id")
+            for key in removals
+            if self._questionnaire.item(key) is None
+        ]
+        current_version = current.version if current else 0
+        if base_version is not None and base_version > current_version:
+            errors.append(
+                FieldError("baseVersion", f"is newer than the current version {current_version}")
+            )
+        if errors:
+            raise ValidationFailed(sorted(errors, key=lambda e: e.field))
+
+    async def _apply(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        current: HealthInformationState | None,
+        answers: Answers,
+        *,
+        submit: bool,
+    ) -> WriteResult | None:
+        """Write the new version; None when a concurrent writer got there first."""
+        action = SUBMIT if submit else SAVE
+        changed = changed_ids(current.answers if current else {}, answers)
+        if current is not None and not changed and not submit:
+            await self._audit_write(uow, ctx, action, kit_id, current, current, [], UNCHANGED)
+            return WriteResult(current, False, False, [], current.version)
+        if submit and (missing := missing_required(self._questionnaire, answers)):
+            raise ValidationFailed(missing, "Required answers are missing; nothing was submitted.")
+        state = self._next_state(ctx, kit_id, current, answers, changed, submit=submit)
+        won = (
+            await self._repo.insert_first(uow, state)
+            if current is None
+            else await self._repo.update_if_version(uow, state, expected_version=current.version)
+        )
+        if not won:
+            return None
+        await self._repo.add_revision(
+            uow, state, changed=changed, channel=ctx.channel.value, request_id=ctx.request_id
+        )
+        await self._audit_write(uow, ctx, action, kit_id, current, state, changed, OK)
+        self._notify_after_commit(uow, ChangeEvent(state, changed, ctx.channel.value, submit))
+        return WriteResult(state, current is None, True, changed, current and current.version)
+
+    def _next_state(
+        self,
+        ctx: RequestContext,
+        kit_id: str,
+        current: HealthInformationState | None,
+        answers: Answers,
+        changed: list[str],
+        *,
+        submit: bool,
+    ) -> HealthInformationState:
+        now = self._clock()
+        version = current.version + 1 if current else 1
+        return HealthInformationState(
+            kit_id=kit_id,
+            questionnaire_id=self._questionnaire.id,
+            questionnaire_version=self._questionnaire.version,
+            status=Status.SUBMITTED if submit else Status.IN_PROGRESS,
+            answers=answers,
+            version=version,
+            created_at=current.created_at if current else now,
+            updated_at=now,
+            updated_by=ctx.actor.user_id,
+            submitted_at=now if submit else None,
+            field_versions=bump_field_versions(
+                current.field_versions if current else {}, changed, version
+            ),
+        )
+
+    async def _audit_write(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        action: str,
+        kit_id: str,
+        before: HealthInformationState | None,
+        after: HealthInformationState,
+        changed: list[str],
+        outcome: str,
+    ) -> None:
+        entry = AuditEntry(
+            action=action,
+            kit_id=kit_id,
+            outcome=outcome,
+            version_before=before.version if before else None,
+            version_after=after.version,
+            changed=changed,
+        )
+        await self._audit.record(uow, ctx, entry)
+
+    def _notify_after_commit(self, uow: UnitOfWork, event: ChangeEvent) -> None:
+        for listener in self._listeners:
+            uow.after_commit(lambda listener=listener: listener(event))  # type: ignore[misc]
+
+    async def _existing(self, uow: UnitOfWork, kit_id: str) -> HealthInformationState:
+        state = await self._repo.get(uow, kit_id)
+        if state is None:
+            raise NotFound(f"Nothing is saved for kit {kit_id!r} yet.")
+        return state
+
+    async def _base_answers(self, uow: UnitOfWork, kit_id: str, base_version: int) -> Answers:
+        if base_version == 0:
+            return {}
+        answers = await self._repo.revision_answers(uow, kit_id, base_version)
+        if answers is None:
+            raise ValidationFailed([FieldError("baseVersion", "names no stored version")])
+        return answers

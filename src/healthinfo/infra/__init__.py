@@ -1,0 +1,1 @@
+"""Ports and adapters around the domain: metrics, logging, cache, bus."""

@@ -1,0 +1,40 @@
+"""Prometheus metrics, on a registry per app so tests and multiple apps never collide.
+
+Labels are route *templates* (``/v1/kits/{kitId}/health-information``), never raw paths: a raw
+path would put kit ids in metrics and give Prometheus unbounded cardinality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total", "HTTP requests by route template and status.",
+            ["method", "route", "status"], registry=r,
+        )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds", "HTTP request latency by route template.",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.db_errors = Counter(
+            "db_errors_total", "Database errors seen by requests, by kind.", ["kind"], registry=r
+        )
+        self.writes = Counter(
+            "health_information_writes_total",
+            "Writes of health information by operation and outcome (ok, unchanged, refused code).",
+            ["operation", "outcome"], registry=r,
+        )
+        self.audit_failures = Counter(
+            "audit_write_failures_total", "Audit events that could not be written.", registry=r
+        )

@@ -1,0 +1,1 @@
+"""Kits: who owns one (claim), who else may use it (members), and the access that follows."""

@@ -1,0 +1,189 @@
+"""Claiming kits, managing members, and resolving a caller's role on a kit.
+
+Every channel asks ``authorize`` (reads) or ``authorize_write`` (writes, with auto-claim)
+before touching a kit, so access is decided here and in ``auth.access`` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+
+from healthinfo.audit.service import AuditEntry, AuditLog
+from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_role, require
+from healthinfo.auth.actor import Actor
+from healthinfo.common.clock import Clock, utc_now
+from healthinfo.common.context import RequestContext
+from healthinfo.common.pagination import Page
+from healthinfo.common.sql import insert_if_absent, rowcount
+from healthinfo.common.uow import UnitOfWork
+from healthinfo.db.models import Kit, KitMember
+from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
+
+KITS = Kit.__table__
+MEMBERS = KitMember.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class KitAccess:
+    kit_id: str
+    owner_id: str | None
+    role: KitRole | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    kit_id: str
+    owner_id: str
+    claimed_at: datetime
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    role: str
+    added_at: datetime | None
+    added_by: str | None
+
+
+class KitService:
+    def __init__(self, *, audit: AuditLog, auto_claim: bool, clock: Clock = utc_now) -> None:
+        self._audit = audit
+        self._auto_claim = auto_claim
+        self._clock = clock
+
+    async def access(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
+        kit = (
+            await uow.session.execute(select(KITS.c.owner_id).where(KITS.c.kit_id == kit_id))
+        ).first()
+        owner_id = kit.owner_id if kit else None
+        member_role = None
+        if kit is not None and owner_id != actor.user_id:
+            member_role = await uow.session.scalar(
+                select(MEMBERS.c.role).where(
+                    MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == actor.user_id
+                )
+            )
+        role = kit_role(actor, owner_id=owner_id, member_role=member_role)
+        return KitAccess(kit_id, owner_id, role)
+
+    async def authorize(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, permission: Permission
+    ) -> KitAccess:
+        access = await self.access(uow, actor, kit_id)
+        require(access.role, permission, kit_id=kit_id)
+        return access
+
+    async def authorize_write(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> KitAccess:
+        """Authorize a write; with auto-claim, the first write to an unowned kit claims it.
+
+        Admins never auto-claim: a support tool fixing a kit must not take it from its user.
+        """
+        access = await self.access(uow, ctx.actor, kit_id)
+        if access.owner_id is None and self._auto_claim and not ctx.actor.is_admin:
+            await self._claim(uow, ctx, kit_id)
+            access = await self.access(uow, ctx.actor, kit_id)
+        require(access.role, Permission.WRITE, kit_id=kit_id)
+        return access
+
+    async def claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> ClaimResult:
+        """201 semantics when this call claimed it, 200 when it was already the caller's."""
+        claimed_now = await self._claim(uow, ctx, kit_id)
+        row = (
+            await uow.session.execute(
+                select(KITS.c.owner_id, KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
+            )
+        ).one()
+        if row.owner_id != ctx.actor.user_id:
+            raise KitAlreadyClaimed()
+        return ClaimResult(kit_id, row.owner_id, row.claimed_at, created=claimed_now)
+
+    async def _claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> bool:
+        now = self._clock()
+        await insert_if_absent(
+            uow, KITS, {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now}
+        )
+        result = await uow.session.execute(
+            update(KITS)
+            .where(KITS.c.kit_id == kit_id, KITS.c.owner_id.is_(None))
+            .values(owner_id=ctx.actor.user_id, claimed_at=now)
+        )
+        claimed_now = rowcount(result) == 1
+        if claimed_now:
+            await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
+        return claimed_now
+
+    async def list_members(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, *, limit: int, cursor: str | None
+    ) -> Page[Member]:
+        """The owner first, then members by user id; small lists, but paginated like all lists."""
+        access = await self.authorize(uow, actor, kit_id, Permission.LIST_MEMBERS)
+        rows = await uow.session.execute(
+            select(MEMBERS).where(MEMBERS.c.kit_id == kit_id).order_by(MEMBERS.c.user_id)
+        )
+        members = [Member(r.user_id, r.role, r.added_at, r.added_by) for r in rows]
+        if access.owner_id is not None:
+            claimed_at = await uow.session.scalar(
+                select(KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
+            )
+            members.insert(0, Member(access.owner_id, KitRole.OWNER.value, claimed_at, None))
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        page = members[start : start + limit]
+        more = start + limit < len(members)
+        return Page(page, str(start + limit) if more else None)
+
+    async def put_member(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, user_id: str, role: str
+    ) -> tuple[Member, bool]:
+        access = await self.authorize(uow, ctx.actor, kit_id, Permission.MANAGE_MEMBERS)
+        if role not in MEMBER_ROLES:
+            raise ValidationFailed([FieldError("role", "must be 'editor' or 'viewer'")])
+        self._refuse_owner(access, user_id)
+        now = self._clock()
+        if access.owner_id is None:
+            await insert_if_absent(
+                uow, KITS, {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now}
+            )
+        values = {"role": role, "added_at": now, "added_by": ctx.actor.user_id}
+        created = await insert_if_absent(
+            uow, MEMBERS, {"kit_id": kit_id, "user_id": user_id, **values}
+        )
+        if not created:
+            await uow.session.execute(
+                update(MEMBERS)
+                .where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
+                .values(role=role)
+            )
+        await self._audit.record(
+            uow, ctx, AuditEntry(action="kit.member.put", kit_id=kit_id, changed=(user_id,))
+        )
+        row = (
+            await uow.session.execute(
+                select(MEMBERS).where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
+            )
+        ).one()
+        return Member(row.user_id, row.role, row.added_at, row.added_by), created
+
+    async def delete_member(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, user_id: str
+    ) -> None:
+        access = await self.authorize(uow, ctx.actor, kit_id, Permission.MANAGE_MEMBERS)
+        self._refuse_owner(access, user_id)
+        result = await uow.session.execute(
+            delete(MEMBERS).where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
+        )
+        if rowcount(result) == 0:
+            raise NotFound(f"No member {user_id!r} on kit {kit_id!r}.")
+        await self._audit.record(
+            uow, ctx, AuditEntry(action="kit.member.delete", kit_id=kit_id, changed=(user_id,))
+        )
+
+    @staticmethod
+    def _refuse_owner(access: KitAccess, user_id: str) -> None:
+        if access.owner_id is not None and user_id == access.owner_id:
+            raise ValidationFailed(
+                [FieldError("userId", "is the kit's owner, whose role cannot change")]
+            )

@@ -1,0 +1,179 @@
+"""Strict checking of questionnaire answers.
+
+Answers are medical data that researchers and clinicians read later, so nothing is coerced:
+``"180"``, ``180.0`` or ``true`` for a height is a client bug to report, not a value to
+guess at. Error messages say what is expected and never repeat the submitted value, because
+error bodies end up in logs and monitoring where health data must not go.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Final
+
+from healthinfo.errors import FieldError
+from healthinfo.questionnaires.model import TODAY, Item, ItemType, Questionnaire, parse_iso_date
+
+Check = Callable[[Item, object, date], str | None]
+"""Returns why ``value`` is not a valid answer to ``item``, or ``None`` when it is."""
+
+UNKNOWN_QUESTION: Final = "unknown question id"
+NULL_ANSWER: Final = "null is not an answer; omit the question instead"
+EMPTY_TEXT: Final = "must not be empty; remove the answer instead"
+REQUIRED: Final = "is required to submit"
+# Tab, line feed and carriage return are ordinary in free text; other control characters and
+# lone surrogates (which JSON can encode) cannot be stored as UTF-8 text in PostgreSQL.
+_ALLOWED_CONTROLS: Final = frozenset("\t\n\r")
+
+
+def validate_answers(
+    q: Questionnaire, answers: Mapping[str, object], *, today: date | None = None
+) -> list[FieldError]:
+    """Every invalid answer, one error per field, sorted by field.
+
+    All errors are collected so a client can fix a whole form in one round trip. ``today``
+    defaults to the current UTC date and exists so tests do not depend on the clock.
+    """
+    if today is None:
+        today = datetime.now(UTC).date()
+    errors = []
+    for question_id, value in answers.items():
+        message = _check_answer(q, question_id, value, today)
+        if message is not None:
+            errors.append(FieldError(_field(question_id), message))
+    return sorted(errors, key=lambda error: error.field)
+
+
+def missing_required(q: Questionnaire, answers: Mapping[str, object]) -> list[FieldError]:
+    """Required questions without an answer; drafts may lack them, a submission may not."""
+    missing = [qid for qid in q.required_ids if qid not in answers]
+    return [FieldError(_field(qid), REQUIRED) for qid in sorted(missing)]
+
+
+def _field(question_id: str) -> str:
+    return f"answers.{question_id}"
+
+
+def _check_answer(q: Questionnaire, question_id: str, value: object, today: date) -> str | None:
+    item = q.item(question_id)
+    if item is None:
+        return UNKNOWN_QUESTION
+    if value is None:
+        return NULL_ANSWER
+    return _CHECKS[item.type](item, value, today)
+
+
+def _bounds_phrase(item: Item) -> str:
+    low, high = item.minimum, item.maximum
+    if low is not None and high is not None:
+        return f" between {low} and {high}"
+    if low is not None:
+        return f" not less than {low}" if item.type != "date" else f" not before {low}"
+    if high is not None:
+        return f" not greater than {high}" if item.type != "date" else f" not after {high}"
+    return ""
+
+
+def _within_numeric_bounds(item: Item, value: int | float) -> bool:
+    low, high = item.minimum, item.maximum
+    if isinstance(low, int | float) and value < low:
+        return False
+    return not (isinstance(high, int | float) and value > high)
+
+
+def _check_boolean(item: Item, value: object, today: date) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _check_integer(item: Item, value: object, today: date) -> str | None:
+    # bool is an int subclass, and True is not a height.
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and _within_numeric_bounds(item, value)
+    ):
+        return None
+    return f"must be an integer{_bounds_phrase(item)}"
+
+
+def _check_decimal(item: Item, value: object, today: date) -> str | None:
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        # math.isfinite would overflow on a huge int; ints are always finite.
+        and (isinstance(value, int) or math.isfinite(value))
+        and _within_numeric_bounds(item, value)
+    ):
+        return None
+    return f"must be a number{_bounds_phrase(item)}"
+
+
+def _date_bound(bound: int | float | str | None, today: date) -> date | None:
+    if bound == TODAY:
+        return today
+    return parse_iso_date(bound) if isinstance(bound, str) else None
+
+
+def _check_date(item: Item, value: object, today: date) -> str | None:
+    answer = parse_iso_date(value) if isinstance(value, str) else None
+    low, high = _date_bound(item.minimum, today), _date_bound(item.maximum, today)
+    if answer is not None and (low is None or answer >= low) and (high is None or answer <= high):
+        return None
+    return f"must be a date YYYY-MM-DD{_bounds_phrase(item)}"
+
+
+def _has_forbidden_characters(value: str) -> bool:
+    return any(
+        unicodedata.category(char) in ("Cc", "Cs") and char not in _ALLOWED_CONTROLS
+        for char in value
+    )
+
+
+def _check_text(item: Item, value: object, today: date) -> str | None:
+    limit = item.max_length
+    expected = f"must be text of at most {limit} characters"
+    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+        return expected
+    if not value.strip():
+        return EMPTY_TEXT
+    if _has_forbidden_characters(value):
+        return "must not contain control characters or unpaired surrogates"
+    return None
+
+
+def _option_values(item: Item) -> frozenset[str]:
+    return frozenset(option.value for option in item.options)
+
+
+def _check_single_choice(item: Item, value: object, today: date) -> str | None:
+    if isinstance(value, str) and value in _option_values(item):
+        return None
+    return "must be one of the listed options"
+
+
+def _check_multiple_choice(item: Item, value: object, today: date) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list of the listed options"
+    allowed = _option_values(item)
+    if not all(isinstance(entry, str) and entry in allowed for entry in value):
+        return "must contain only the listed options"
+    if len(set(value)) != len(value):
+        return "must not list the same option twice"
+    if item.max_items is not None and len(value) > item.max_items:
+        return f"must list at most {item.max_items} options"
+    return None
+
+
+_CHECKS: Final[Mapping[ItemType, Check]] = {
+    "boolean": _check_boolean,
+    "integer": _check_integer,
+    "decimal": _check_decimal,
+    "date": _check_date,
+    "string": _check_text,
+    "text": _check_text,
+    "single-choice": _check_single_choice,
+    "multiple-choice": _check_multiple_choice,
+}
