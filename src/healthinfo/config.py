@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HEALTHINFO_"
-JWT_SECRET_FILE = "jwt-secret"
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_BYTES = 32
 
 

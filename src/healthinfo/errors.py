@@ -106,7 +106,8 @@ class VersionConflict(DomainError):
         if current_version is None:
             detail = f"Nothing is saved yet, so If-Match {expected} cannot match."
         else:
-            detail = f"The health information is at version {current_version}, not {expected}."
+            shown = expected.strip('"') if expected.count('"') == 2 else expected
+            detail = f"The health information is at version {current_version}, not {shown}."
         super().__init__(detail)
 
     def extra(self) -> dict[str, Any]:

@@ -40,7 +40,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         offered = _header(scope, REQUEST_ID_HEADER)
-        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
+        request_id = (
+            offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else str(uuid.uuid4())
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         token = current_request_id.set(request_id)
 

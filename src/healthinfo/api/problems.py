@@ -59,7 +59,7 @@ _FRAMEWORK_CODES = {404: "not-found", 405: "method-not-allowed", 406: "not-accep
 def status_of(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -86,7 +86,9 @@ def problem_body(
     return body
 
 
-def domain_problem(error: DomainError, *, instance: str | None, request_id: str | None) -> dict[str, Any]:
+def domain_problem(
+    error: DomainError, *, instance: str | None, request_id: str | None
+) -> dict[str, Any]:
     return problem_body(
         status=status_of(error),
         code=error.code,

@@ -64,7 +64,7 @@ class AuditLog:
         if cursor is not None:
             query = query.where(AuditEvent.id < decode_cursor(cursor))
         rows = list(
-            (await uow.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+            await uow.session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1))
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -87,4 +87,3 @@ def audit_event_dict(event: AuditEvent) -> dict[str, object]:
         "clientAddress": event.client_address,
         "userAgent": event.user_agent,
     }
-

@@ -40,7 +40,7 @@ def changed_ids(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str
 
 
 def desired_from_replacement(base: Mapping[str, Any], replacement: Mapping[str, Any]) -> Answers:
-    """A PUT's intent relative to its base: each touched question and its new value (None = remove)."""
+    """A PUT's intent relative to its base: each touched question, its new value (None: removed)."""
     return {key: replacement.get(key) for key in changed_ids(base, replacement)}
 
 

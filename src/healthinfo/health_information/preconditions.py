@@ -20,9 +20,7 @@ def if_match_satisfied(header: str, current_version: int | None) -> bool:
         return current_version is not None
     if current_version is None:
         return False
-    return any(
-        not weak and value == str(current_version) for weak, value in _parse_list(header)
-    )
+    return any(not weak and value == str(current_version) for weak, value in _parse_list(header))
 
 
 def if_none_match_hits(header: str, current_version: int) -> bool:

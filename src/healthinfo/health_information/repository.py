@@ -7,9 +7,9 @@ a race must see the row as it is now, not as this session first loaded it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
@@ -22,8 +22,8 @@ from healthinfo.health_information.model import (
     Status,
 )
 
-CURRENT = HealthInformation.__table__
-REVISIONS = Revision.__table__
+CURRENT = cast(Table, HealthInformation.__table__)
+REVISIONS = cast(Table, Revision.__table__)
 
 
 class HealthInformationRepository:
@@ -101,7 +101,9 @@ class HealthInformationRepository:
     ) -> HealthInformationState | None:
         row = (
             await uow.session.execute(
-                select(REVISIONS).where(REVISIONS.c.kit_id == kit_id, REVISIONS.c.version == version)
+                select(REVISIONS).where(
+                    REVISIONS.c.kit_id == kit_id, REVISIONS.c.version == version
+                )
             )
         ).first()
         if row is None:

@@ -131,9 +131,7 @@ class HealthInformationService:
         await self._kits.authorize(uow, actor, kit_id, Permission.READ)
         await self._existing(uow, kit_id)
         before = decode_cursor(cursor) if cursor else None
-        items = await self._repo.list_revisions(
-            uow, kit_id, limit=limit + 1, before_version=before
-        )
+        items = await self._repo.list_revisions(uow, kit_id, limit=limit + 1, before_version=before)
         more = len(items) > limit
         items = items[:limit]
         return Page(items, encode_cursor(items[-1].version) if more and items else None)
@@ -263,7 +261,7 @@ class HealthInformationService:
         raise Unavailable("The kit's answers are changing too quickly; try again.")
 
     def _check_writable(self, current: HealthInformationState | None, if_match: str | None) -> None:
-        """Immutability first: a submitted questionnaire refuses even a write that changes nothing."""
+        """Immutability first: submitted data refuses even a write that changes nothing."""
         if current is not None and current.status.is_final:
             raise AlreadySubmitted()
         version = current.version if current else None
@@ -322,7 +320,8 @@ class HealthInformationService:
         )
         await self._audit_write(uow, ctx, action, kit_id, current, state, changed, OK)
         self._notify_after_commit(uow, ChangeEvent(state, changed, ctx.channel.value, submit))
-        return WriteResult(state, current is None, True, changed, current and current.version)
+        version_before = current.version if current else None
+        return WriteResult(state, current is None, True, changed, version_before)
 
     def _next_state(
         self,

@@ -20,12 +20,17 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.http_requests = Counter(
-            "http_requests_total", "HTTP requests by route template and status.",
-            ["method", "route", "status"], registry=r,
+            "http_requests_total",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
         )
         self.http_latency = Histogram(
-            "http_request_duration_seconds", "HTTP request latency by route template.",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
+            "http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.db_errors = Counter(
             "db_errors_total", "Database errors seen by requests, by kind.", ["kind"], registry=r
@@ -33,7 +38,8 @@ class Metrics:
         self.writes = Counter(
             "health_information_writes_total",
             "Writes of health information by operation and outcome (ok, unchanged, refused code).",
-            ["operation", "outcome"], registry=r,
+            ["operation", "outcome"],
+            registry=r,
         )
         self.audit_failures = Counter(
             "audit_write_failures_total", "Audit events that could not be written.", registry=r

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_role, require
@@ -22,8 +23,8 @@ from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import Kit, KitMember
 from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
 
-KITS = Kit.__table__
-MEMBERS = KitMember.__table__
+KITS = cast(Table, Kit.__table__)
+MEMBERS = cast(Table, KitMember.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,9 @@ class KitService:
         now = self._clock()
         if access.owner_id is None:
             await insert_if_absent(
-                uow, KITS, {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now}
+                uow,
+                KITS,
+                {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now},
             )
         values = {"role": role, "added_at": now, "added_by": ctx.actor.user_id}
         created = await insert_if_absent(

@@ -1,0 +1,3 @@
+from healthinfo.cli import main
+
+raise SystemExit(main())

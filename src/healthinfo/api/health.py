@@ -1,0 +1,42 @@
+"""Liveness, readiness and metrics: what load balancers and Prometheus ask."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import Response
+
+from healthinfo.api.deps import ServicesDep
+from healthinfo.api.responses import json_response
+from healthinfo.errors import Unavailable
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health/live", summary="Liveness: the process answers")
+async def live() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/health/ready", summary="Readiness: the database answers; the cache is reported")
+async def ready(svc: ServicesDep) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        async with svc.uows.read() as uow:
+            await uow.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except (Unavailable, OSError):
+        svc.metrics.db_errors.labels("readiness").inc()
+        checks["database"] = "unavailable"
+    checks["cache"] = "in-process"
+    ready_ = checks["database"] == "ok"
+    return json_response(
+        {"status": "ok" if ready_ else "unavailable", "checks": checks},
+        status=200 if ready_ else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+async def metrics(svc: ServicesDep) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""REST adapter for reading a kit's audit trail (admin, auditor)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from healthinfo.api.deps import ActorDep, Cursor, KitId, Limit, ServicesDep
+from healthinfo.api.openapi import READ_ERRORS, ok, problems
+from healthinfo.api.responses import json_response
+from healthinfo.audit.schemas import AuditEventList
+from healthinfo.audit.service import audit_event_dict
+from healthinfo.auth.access import Permission
+from healthinfo.common.pagination import DEFAULT_LIMIT
+
+router = APIRouter(tags=["compliance"])
+
+
+@router.get(
+    "/kits/{kitId}/audit-events",
+    summary="The kit's audit events, newest first",
+    responses={**ok(AuditEventList, "A page of audit events."), **problems(*READ_ERRORS, 403)},
+)
+async def list_audit_events(
+    kit_id: KitId,
+    actor: ActorDep,
+    svc: ServicesDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    async with svc.uows.read() as uow:
+        await svc.kits.authorize(uow, actor, kit_id, Permission.READ_AUDIT)
+        page = await svc.audit.list_for_kit(uow, kit_id, limit=limit, cursor=cursor)
+    return json_response(
+        {"items": [audit_event_dict(e) for e in page.items], "nextCursor": page.next_cursor}
+    )

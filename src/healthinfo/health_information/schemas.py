@@ -1,0 +1,55 @@
+"""Request bodies and the documented shapes of responses, in the contract's camelCase."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, JsonValue
+
+from healthinfo.common.schemas import Document, StrictRequest
+
+
+class ReplaceAnswers(StrictRequest):
+    """PUT body: all answers; ``submitted: true`` saves and submits in one step."""
+
+    answers: dict[str, JsonValue]
+    submitted: bool = False
+    base_version: int | None = Field(default=None, ge=0)
+
+
+class PatchAnswers(StrictRequest):
+    """PATCH body (RFC 7396 merge patch on the answers): ``null`` removes an answer."""
+
+    answers: dict[str, JsonValue]
+    base_version: int | None = Field(default=None, ge=0)
+
+
+class QuestionnaireRef(Document):
+    id: str
+    version: str
+
+
+class HealthInformationDoc(Document):
+    kit_id: str
+    questionnaire: QuestionnaireRef
+    status: Literal["in-progress", "submitted", "amended"]
+    answers: dict[str, JsonValue]
+    version: int
+    created_at: str
+    updated_at: str
+    updated_by: str
+    submitted_at: str | None
+
+
+class RevisionDoc(Document):
+    version: int
+    status: Literal["in-progress", "submitted", "amended"]
+    at: str
+    by: str
+    channel: str
+    changed: list[str]
+
+
+class RevisionList(Document):
+    items: list[RevisionDoc]
+    next_cursor: str | None

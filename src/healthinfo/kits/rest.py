@@ -1,0 +1,120 @@
+"""REST adapter for claiming kits and managing their members."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from healthinfo.api.deps import (
+    ActorDep,
+    ContextDep,
+    Cursor,
+    KitId,
+    Limit,
+    ServicesDep,
+    read_json_object,
+)
+from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
+from healthinfo.api.responses import json_response
+from healthinfo.common.clock import to_rfc3339
+from healthinfo.common.pagination import DEFAULT_LIMIT
+from healthinfo.kits.schemas import ClaimDoc, MemberDoc, MemberList, MemberRole
+from healthinfo.kits.service import Member
+
+router = APIRouter(tags=["kits"])
+UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
+
+
+def _member(member: Member) -> dict[str, object]:
+    return {
+        "userId": member.user_id,
+        "role": member.role,
+        "addedAt": to_rfc3339(member.added_at) if member.added_at else None,
+        "addedBy": member.added_by,
+    }
+
+
+@router.post(
+    "/kits/{kitId}/claim",
+    summary="Claim a kit: the caller becomes its owner",
+    responses={
+        **ok(ClaimDoc, "Already the caller's."),
+        **ok(ClaimDoc, "Claimed now.", 201),
+        **problems(401, 409, 422, 503),
+    },
+)
+async def claim_kit(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Response:
+    result = await svc.writes.run(
+        ctx,
+        action="kit.claim",
+        kit_id=kit_id,
+        operation=lambda uow: svc.kits.claim(uow, ctx, kit_id),
+    )
+    body = {
+        "kitId": result.kit_id,
+        "ownerId": result.owner_id,
+        "claimedAt": to_rfc3339(result.claimed_at),
+    }
+    return json_response(body, status=201 if result.created else 200)
+
+
+@router.get(
+    "/kits/{kitId}/members",
+    summary="The kit's owner and members",
+    responses={**ok(MemberList, "Owner first, then members."), **problems(*READ_ERRORS, 403)},
+)
+async def list_members(
+    kit_id: KitId,
+    actor: ActorDep,
+    svc: ServicesDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    async with svc.uows.read() as uow:
+        page = await svc.kits.list_members(uow, actor, kit_id, limit=limit, cursor=cursor)
+    return json_response(
+        {"items": [_member(m) for m in page.items], "nextCursor": page.next_cursor}
+    )
+
+
+@router.put(
+    "/kits/{kitId}/members/{userId}",
+    summary="Add a member or change their role (owner or admin)",
+    openapi_extra=json_body(MemberRole),
+    responses={
+        **ok(MemberDoc, "Role changed."),
+        **ok(MemberDoc, "Member added.", 201),
+        **problems(*WRITE_ERRORS),
+    },
+)
+async def put_member(
+    kit_id: KitId, user_id: UserId, request: Request, ctx: ContextDep, svc: ServicesDep
+) -> Response:
+    body = MemberRole.parse(await read_json_object(request))
+    member, created = await svc.writes.run(
+        ctx,
+        action="kit.member.put",
+        kit_id=kit_id,
+        operation=lambda uow: svc.kits.put_member(uow, ctx, kit_id, user_id, body.role),
+    )
+    return json_response(_member(member), status=201 if created else 200)
+
+
+@router.delete(
+    "/kits/{kitId}/members/{userId}",
+    summary="Remove a member (owner or admin)",
+    status_code=204,
+    responses=problems(401, 403, 404, 422, 503),
+)
+async def delete_member(
+    kit_id: KitId, user_id: UserId, ctx: ContextDep, svc: ServicesDep
+) -> Response:
+    await svc.writes.run(
+        ctx,
+        action="kit.member.delete",
+        kit_id=kit_id,
+        operation=lambda uow: svc.kits.delete_member(uow, ctx, kit_id, user_id),
+    )
+    return Response(status_code=204)

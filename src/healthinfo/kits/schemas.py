@@ -1,0 +1,29 @@
+"""Bodies and documented responses of the claim and member routes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from healthinfo.common.schemas import Document, StrictRequest
+
+
+class MemberRole(StrictRequest):
+    role: Literal["editor", "viewer"]
+
+
+class ClaimDoc(Document):
+    kit_id: str
+    owner_id: str
+    claimed_at: str
+
+
+class MemberDoc(Document):
+    user_id: str
+    role: Literal["owner", "editor", "viewer"]
+    added_at: str | None
+    added_by: str | None
+
+
+class MemberList(Document):
+    items: list[MemberDoc]
+    next_cursor: str | None

@@ -1,0 +1,28 @@
+"""The application's services, built once by the composition root and shared by every channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from healthinfo.audit.runner import WriteRunner
+from healthinfo.audit.service import AuditLog
+from healthinfo.auth.tokens import TokenVerifier
+from healthinfo.common.uow import UnitOfWorkFactory
+from healthinfo.config import Settings
+from healthinfo.health_information.service import HealthInformationService
+from healthinfo.infra.metrics import Metrics
+from healthinfo.kits.service import KitService
+from healthinfo.questionnaires.registry import QuestionnaireRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    uows: UnitOfWorkFactory
+    writes: WriteRunner
+    audit: AuditLog
+    kits: KitService
+    health_information: HealthInformationService
+    questionnaires: QuestionnaireRegistry
+    tokens: TokenVerifier
+    metrics: Metrics

@@ -1,0 +1,105 @@
+"""Fixtures shared by the integration tests: one app per backend, a client, unique ids.
+
+Integration tests run once per backend (``[sqlite]`` and ``[postgres]``). Each test uses fresh
+kit and user ids, so tests share one database per backend without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from healthinfo.app import create_app
+from healthinfo.config import Settings
+from tests.support.backends import (
+    BACKENDS,
+    create_pg_database,
+    drop_pg_database,
+    require_reachable,
+    sqlite_url,
+)
+from tests.support.tokens import TEST_SECRET
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if "postgres" in BACKENDS:
+        require_reachable("127.0.0.1", 5432, "PostgreSQL")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A fresh, empty database for this run on the given backend; dropped at the end."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path_factory.mktemp("sqlite"))
+        return
+    name, url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def make_settings(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    data_dir = tmp_path_factory.mktemp("data")
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "database_url": database_url,
+            "data_dir": data_dir,
+            "jwt_secret": TEST_SECRET,
+            "migrate_on_start": True,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def open_client(application: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=application, client=("203.0.113.7", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with await open_client(app) as http:
+        yield http
+
+
+@pytest.fixture
+def kit_id() -> str:
+    return f"KIT-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,17 @@
+"""Tokens for tests, signed with the test secret the apps are configured with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from healthinfo.auth.tokens import mint_token
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def token(sub: str, roles: Sequence[str] = (), ttl_seconds: int = 3600) -> str:
+    return mint_token(TEST_SECRET.encode(), sub=sub, roles=roles, ttl_seconds=ttl_seconds)
+
+
+def auth(sub: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, roles)}"}
