@@ -45,3 +45,24 @@ async def _run(engine: AsyncEngine, action: object) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+def revisions_oldest_first() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+async def pending_model_changes(engine: AsyncEngine) -> list[object]:
+    """What autogenerate would emit: empty when the models match the migrated schema."""
+    from alembic.autogenerate import compare_metadata
+
+    from healthinfo.db.models import Base
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: list(
+                compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata
+                )
+            )
+        )
