@@ -29,6 +29,7 @@ from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
 from healthinfo.common.database import Engines, create_engines
+from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.db import migrate
@@ -115,9 +116,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.should_migrate_on_start:
             await migrate.upgrade(engines.write)
+        started: list[Lifecycle] = []
         try:
+            for component in services.components:
+                await component.start()
+                started.append(component)
             yield
         finally:
+            for component in reversed(started):
+                await component.stop()
             await engines.dispose()
 
     app = FastAPI(

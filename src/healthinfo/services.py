@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
+from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.health_information.service import HealthInformationService
@@ -26,3 +27,4 @@ class Services:
     questionnaires: QuestionnaireRegistry
     tokens: TokenVerifier
     metrics: Metrics
+    components: list[Lifecycle] = field(default_factory=list)

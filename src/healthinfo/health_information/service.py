@@ -68,10 +68,19 @@ class ChangeEvent:
     changed: list[str]
     channel: str
     submitted: bool
+    request_id: str | None = None
 
 
 class ChangeListener(Protocol):
+    """Runs after the commit (cache, live events): best effort, the write is already durable."""
+
     async def __call__(self, event: ChangeEvent) -> None: ...
+
+
+class TransactionalListener(Protocol):
+    """Runs inside the write's transaction (the outbox): commits or rolls back with it."""
+
+    async def __call__(self, uow: UnitOfWork, event: ChangeEvent) -> None: ...
 
 
 # Computes the new answers from the current state (None before the first save).
@@ -89,6 +98,7 @@ class HealthInformationService:
         strict_preconditions: bool = False,
         retry_attempts: int = 50,
         listeners: Sequence[ChangeListener] = (),
+        transactional_listeners: Sequence[TransactionalListener] = (),
         clock: Clock = utc_now,
     ) -> None:
         self._kits = kits
@@ -98,10 +108,14 @@ class HealthInformationService:
         self._strict = strict_preconditions
         self._attempts = retry_attempts
         self._listeners = list(listeners)
+        self._transactional_listeners = list(transactional_listeners)
         self._clock = clock
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def add_transactional_listener(self, listener: TransactionalListener) -> None:
+        self._transactional_listeners.append(listener)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -319,7 +333,10 @@ class HealthInformationService:
             uow, state, changed=changed, channel=ctx.channel.value, request_id=ctx.request_id
         )
         await self._audit_write(uow, ctx, action, kit_id, current, state, changed, OK)
-        self._notify_after_commit(uow, ChangeEvent(state, changed, ctx.channel.value, submit))
+        event = ChangeEvent(state, changed, ctx.channel.value, submit, ctx.request_id)
+        for in_transaction in self._transactional_listeners:
+            await in_transaction(uow, event)
+        self._notify_after_commit(uow, event)
         version_before = current.version if current else None
         return WriteResult(state, current is None, True, changed, version_before)
 
