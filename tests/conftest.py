@@ -19,6 +19,10 @@ from healthinfo.app import create_app
 from healthinfo.config import Settings
 from tests.support.backends import (
     BACKENDS,
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_URL,
+    delete_redis_keys,
     create_pg_database,
     drop_pg_database,
     require_reachable,
@@ -30,6 +34,15 @@ from tests.support.tokens import TEST_SECRET
 def pytest_sessionstart(session: pytest.Session) -> None:
     if "postgres" in BACKENDS:
         require_reachable("127.0.0.1", 5432, "PostgreSQL")
+        require_reachable(REDIS_HOST, REDIS_PORT, "Redis")
+
+
+@pytest.fixture(scope="session")
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this run's own on the shared Redis; its keys are deleted at the end."""
+    prefix = f"healthinfo-test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    await delete_redis_keys(prefix)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -49,9 +62,11 @@ async def database_url(
 
 @pytest.fixture(scope="session")
 def make_settings(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., Settings]:
+    """SQLite runs with the in-process cache; PostgreSQL runs with the real Redis."""
     data_dir = tmp_path_factory.mktemp("data")
+    with_redis = database_url.startswith("postgresql")
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -60,6 +75,8 @@ def make_settings(
             "data_dir": data_dir,
             "jwt_secret": TEST_SECRET,
             "migrate_on_start": True,
+            "redis_url": REDIS_URL if with_redis else None,
+            "redis_key_prefix": redis_prefix,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -34,10 +34,13 @@ from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.db import migrate
 from healthinfo.health_information import rest as health_information_rest
+from healthinfo.health_information.cache import HealthInformationCache
+from healthinfo.health_information.cache_warming import CacheWarmer
 from healthinfo.health_information.codec import JsonAnswerCodec
 from healthinfo.health_information.repository import HealthInformationRepository
 from healthinfo.health_information.schemas import PatchAnswers, ReplaceAnswers
-from healthinfo.health_information.service import HealthInformationService
+from healthinfo.health_information.service import ChangeEvent, HealthInformationService
+from healthinfo.infra.cache_factory import CacheCloser, build_cache
 from healthinfo.infra.metrics import Metrics
 from healthinfo.kits import rest as kits_rest
 from healthinfo.kits.schemas import MemberRole
@@ -76,18 +79,23 @@ def build_token_verifier(settings: Settings) -> TokenVerifier:
 
 def build_services(settings: Settings, engines: Engines) -> Services:
     uows = UnitOfWorkFactory(engines)
+    metrics = Metrics()
+    codec = JsonAnswerCodec()
+    cache = build_cache(settings, metrics)
+    hi_cache = HealthInformationCache(cache, codec=codec, metrics=metrics)
     audit = AuditLog()
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
     health_information = HealthInformationService(
         kits=kits,
-        repository=HealthInformationRepository(codec=JsonAnswerCodec()),
+        repository=HealthInformationRepository(codec=codec),
+        cache=hi_cache,
         questionnaire=questionnaires.get(settings.questionnaire_id),
         audit=audit,
         strict_preconditions=settings.strict_preconditions,
         retry_attempts=settings.write_retry_attempts,
     )
-    return Services(
+    services = Services(
         settings=settings,
         uows=uows,
         writes=WriteRunner(uows=uows, audit=audit),
@@ -96,8 +104,25 @@ def build_services(settings: Settings, engines: Engines) -> Services:
         health_information=health_information,
         questionnaires=questionnaires,
         tokens=build_token_verifier(settings),
-        metrics=Metrics(),
+        metrics=metrics,
+        cache=cache,
     )
+    if cache is not None:
+
+        async def write_through(event: ChangeEvent) -> None:
+            await hi_cache.remember(event.state)
+
+        health_information.add_listener(write_through)
+        services.components.append(CacheCloser(cache))
+        services.components.append(
+            CacheWarmer(
+                uows=uows,
+                service=health_information,
+                hours=settings.cache_warm_hours,
+                max_kits=settings.cache_warm_max_kits,
+            )
+        )
+    return services
 
 
 def api_router() -> APIRouter:

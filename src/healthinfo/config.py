@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     redis_url: str | None = None
+    redis_key_prefix: str = Field(default="healthinfo:", min_length=1, max_length=64)
+    cache_enabled: bool = True
+    cache_ttl_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    cache_timeout_seconds: float = Field(default=0.05, gt=0, le=5)
+    cache_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    cache_breaker_cooldown_seconds: float = Field(default=5.0, gt=0, le=600)
+    cache_max_entries: int = Field(default=10_000, ge=1, le=10_000_000)
+    cache_warm_hours: float = Field(default=24.0, ge=0, le=24 * 30)
+    cache_warm_max_kits: int = Field(default=1000, ge=0, le=1_000_000)
 
     jwt_secret: SecretStr | None = None
     jwt_public_keys: list[str] = Field(default_factory=list)

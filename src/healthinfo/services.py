@@ -12,6 +12,7 @@ from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.health_information.service import HealthInformationService
 from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.resilient_cache import ResilientCache
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 
@@ -27,4 +28,5 @@ class Services:
     questionnaires: QuestionnaireRegistry
     tokens: TokenVerifier
     metrics: Metrics
+    cache: ResilientCache | None = None
     components: list[Lifecycle] = field(default_factory=list)

@@ -33,7 +33,9 @@ async def test_concurrent_if_match_writers_on_one_version_exactly_one_wins(
     headers = {**auth(user), "If-Match": '"1"'}
 
     async def write(height: int) -> httpx.Response:
-        return await client.patch(url(kit_id), json={"answers": {"heightCm": height}}, headers=headers)
+        return await client.patch(
+            url(kit_id), json={"answers": {"heightCm": height}}, headers=headers
+        )
 
     responses = await asyncio.gather(*(write(150 + i) for i in range(WRITERS)))
     statuses = Counter(r.status_code for r in responses)
@@ -70,9 +72,7 @@ async def test_concurrent_last_writer_wins_patches_all_land_in_distinct_versions
 
     async def write(i: int) -> httpx.Response:
         question = questions[i % len(questions)]
-        return await client.patch(
-            url(kit_id), json={"answers": {question: i}}, headers=auth(user)
-        )
+        return await client.patch(url(kit_id), json={"answers": {question: i}}, headers=auth(user))
 
     responses = await asyncio.gather(*(write(40 + i) for i in range(WRITERS)))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
@@ -120,7 +120,9 @@ async def test_concurrent_submit_and_edit_never_change_submitted_data(
     await client.put(url(kit_id), json={"answers": COMPLETE}, headers=auth(user))
 
     async def edit(i: int) -> httpx.Response:
-        return await client.patch(url(kit_id), json={"answers": {"heightCm": 100 + i}}, headers=auth(user))
+        return await client.patch(
+            url(kit_id), json={"answers": {"heightCm": 100 + i}}, headers=auth(user)
+        )
 
     submit = client.post(url(kit_id, "/submit"), headers=auth(user))
     responses = await asyncio.gather(submit, *(edit(i) for i in range(writers)))

@@ -16,7 +16,9 @@ from tests.support.backends import BACKENDS, create_pg_database, drop_pg_databas
 
 
 @pytest.fixture(params=BACKENDS)
-async def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def empty_engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
     name = None
     if request.param == "sqlite":
         url = sqlite_url(tmp_path)

@@ -10,13 +10,18 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
+import redis.asyncio as aioredis
 
 PG_ADMIN_DSN = os.environ.get(
     "HEALTHINFO_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("HEALTHINFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_REDIS = urlsplit(REDIS_URL)
+REDIS_HOST = _REDIS.hostname or "127.0.0.1"
+REDIS_PORT = _REDIS.port or 6379
 BACKENDS = tuple(
     b.strip()
     for b in os.environ.get("HEALTHINFO_TEST_BACKENDS", "sqlite,postgres").split(",")
@@ -61,3 +66,12 @@ async def drop_pg_database(name: str) -> None:
 
 def sqlite_url(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / f'test-{uuid.uuid4().hex[:8]}.db'}"
+
+
+async def delete_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=500):
+            await client.delete(key)
+    finally:
+        await client.aclose()

@@ -34,6 +34,7 @@ from healthinfo.errors import (
     ValidationFailed,
     VersionConflict,
 )
+from healthinfo.health_information.cache import HealthInformationCache
 from healthinfo.health_information.merge import (
     apply_merge_patch,
     bump_field_versions,
@@ -97,6 +98,7 @@ class HealthInformationService:
         audit: AuditLog,
         strict_preconditions: bool = False,
         retry_attempts: int = 50,
+        cache: HealthInformationCache | None = None,
         listeners: Sequence[ChangeListener] = (),
         transactional_listeners: Sequence[TransactionalListener] = (),
         clock: Clock = utc_now,
@@ -107,6 +109,7 @@ class HealthInformationService:
         self._audit = audit
         self._strict = strict_preconditions
         self._attempts = retry_attempts
+        self._cache = cache
         self._listeners = list(listeners)
         self._transactional_listeners = list(transactional_listeners)
         self._clock = clock
@@ -120,8 +123,28 @@ class HealthInformationService:
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> HealthInformationState:
-        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
-        return await self._existing(uow, kit_id)
+        """Cache first, but only an entry at the version the database reports right now."""
+        access = await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        if access.version is None or access.data_created_at is None:
+            raise NotFound(f"Nothing is saved for kit {kit_id!r} yet.")
+        if self._cache is not None:
+            cached = await self._cache.lookup(
+                kit_id, version=access.version, created_at=access.data_created_at
+            )
+            if cached is not None:
+                return cached
+        state = await self._existing(uow, kit_id)
+        if self._cache is not None:
+            await self._cache.remember(state)
+        return state
+
+    async def warm(self, uow: UnitOfWork, kit_id: str) -> None:
+        """Fill the cache ahead of reads (a subscriber joined, or the kit was recently active)."""
+        if self._cache is None:
+            return
+        state = await self._repo.get(uow, kit_id)
+        if state is not None:
+            await self._cache.remember(state)
 
     async def get_version(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int

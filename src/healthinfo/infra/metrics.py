@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -16,6 +16,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _hits: int = 0
+    _lookups: int = 0
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -41,6 +43,35 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.cache_requests = Counter(
+            "cache_requests_total", "Cache lookups by result (hit, miss).", ["result"], registry=r
+        )
+        self.cache_fills = Counter(
+            "cache_fills_total",
+            "Entries written to the cache (after a miss or a write).",
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "cache_errors_total",
+            "Cache errors by kind (timeout, connection, garbage, full, other).",
+            ["kind"],
+            registry=r,
+        )
+        self.cache_skipped = Counter(
+            "cache_skipped_total",
+            "Cache calls skipped while the circuit breaker is open.",
+            ["operation"],
+            registry=r,
+        )
+        self.cache_hit_ratio = Gauge(
+            "cache_hit_ratio", "Hits / (hits + misses) since start.", registry=r
+        )
         self.audit_failures = Counter(
             "audit_write_failures_total", "Audit events that could not be written.", registry=r
         )
+
+    def record_cache_lookup(self, *, hit: bool) -> None:
+        self.cache_requests.labels("hit" if hit else "miss").inc()
+        self._lookups += 1
+        self._hits += int(hit)
+        self.cache_hit_ratio.set(self._hits / self._lookups)

@@ -20,11 +20,12 @@ from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import Page
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
-from healthinfo.db.models import Kit, KitMember
+from healthinfo.db.models import HealthInformation, Kit, KitMember
 from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
 
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
+CURRENT = cast(Table, HealthInformation.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class KitAccess:
     kit_id: str
     owner_id: str | None
     role: KitRole | None
+    version: int | None = None
+    data_created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +60,28 @@ class KitService:
         self._clock = clock
 
     async def access(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
-        kit = (
-            await uow.session.execute(select(KITS.c.owner_id).where(KITS.c.kit_id == kit_id))
-        ).first()
-        owner_id = kit.owner_id if kit else None
-        member_role = None
-        if kit is not None and owner_id != actor.user_id:
-            member_role = await uow.session.scalar(
-                select(MEMBERS.c.role).where(
-                    MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == actor.user_id
+        """One round trip: the owner, the caller's member role and the current data version.
+
+        The version lets readers validate a cached representation against the database in
+        the same query that decides access, so the cache can never serve a stale version.
+        """
+        member = MEMBERS.alias("member")
+        row = (
+            await uow.session.execute(
+                select(KITS.c.owner_id, member.c.role, CURRENT.c.version, CURRENT.c.created_at)
+                .select_from(KITS)
+                .outerjoin(
+                    member,
+                    (member.c.kit_id == KITS.c.kit_id) & (member.c.user_id == actor.user_id),
                 )
+                .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
+                .where(KITS.c.kit_id == kit_id)
             )
-        role = kit_role(actor, owner_id=owner_id, member_role=member_role)
-        return KitAccess(kit_id, owner_id, role)
+        ).first()
+        if row is None:
+            return KitAccess(kit_id, None, kit_role(actor, owner_id=None, member_role=None))
+        role = kit_role(actor, owner_id=row.owner_id, member_role=row.role)
+        return KitAccess(kit_id, row.owner_id, role, row.version, row.created_at)
 
     async def authorize(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, permission: Permission

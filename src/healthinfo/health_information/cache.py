@@ -1,0 +1,96 @@
+"""Caching a kit's health information, validated against the database on every read.
+
+The service reads the current version (and the record's creation time) in the same query that
+decides access, and only trusts a cached entry with exactly that version and creation time.
+So a failed cache write, a stale, evicted, poisoned or garbage entry, or an entry left over
+from before an erasure can never be served: it is a miss. The staleness bound is zero; the
+cache saves fetching and decoding the answers, never correctness.
+
+Entries hold answers through the ``AnswerCodec``, so encryption at rest covers the cache too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from healthinfo.health_information.codec import AnswerCodec
+from healthinfo.health_information.model import HealthInformationState, Status
+from healthinfo.infra.cache import CacheEntry
+from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.resilient_cache import ResilientCache
+
+logger = logging.getLogger(__name__)
+KEY_PREFIX = "hi:v1:"
+
+
+class HealthInformationCache:
+    """``None`` as the cache turns caching off (every lookup a miss, nothing stored)."""
+
+    def __init__(
+        self, cache: ResilientCache | None, *, codec: AnswerCodec, metrics: Metrics
+    ) -> None:
+        self._cache = cache
+        self._codec = codec
+        self._metrics = metrics
+
+    @property
+    def enabled(self) -> bool:
+        return self._cache is not None
+
+    async def lookup(
+        self, kit_id: str, *, version: int, created_at: datetime
+    ) -> HealthInformationState | None:
+        if self._cache is None:
+            return None
+        entry = await self._cache.get(KEY_PREFIX + kit_id)
+        state = self._decode(kit_id, entry) if entry and entry.version == version else None
+        if state is not None and state.created_at != created_at:
+            state = None
+        self._metrics.record_cache_lookup(hit=state is not None)
+        return state
+
+    async def remember(self, state: HealthInformationState) -> None:
+        if self._cache is None:
+            return
+        entry = CacheEntry(state.version, self._encode(state))
+        if await self._cache.put_if_newer(KEY_PREFIX + state.kit_id, entry):
+            self._metrics.cache_fills.inc()
+
+    async def forget(self, kit_id: str) -> bool:
+        return True if self._cache is None else await self._cache.delete(KEY_PREFIX + kit_id)
+
+    def _encode(self, state: HealthInformationState) -> bytes:
+        document = {
+            "q": [state.questionnaire_id, state.questionnaire_version],
+            "s": state.status.value,
+            "a": self._codec.encode(state.kit_id, state.answers),
+            "c": state.created_at.isoformat(),
+            "u": state.updated_at.isoformat(),
+            "b": state.updated_by,
+            "t": state.submitted_at.isoformat() if state.submitted_at else None,
+            "f": state.field_versions,
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def _decode(self, kit_id: str, entry: CacheEntry) -> HealthInformationState | None:
+        try:
+            doc: dict[str, Any] = json.loads(entry.payload)
+            return HealthInformationState(
+                kit_id=kit_id,
+                questionnaire_id=doc["q"][0],
+                questionnaire_version=doc["q"][1],
+                status=Status(doc["s"]),
+                answers=self._codec.decode(kit_id, doc["a"]),
+                version=entry.version,
+                created_at=datetime.fromisoformat(doc["c"]),
+                updated_at=datetime.fromisoformat(doc["u"]),
+                updated_by=doc["b"],
+                submitted_at=datetime.fromisoformat(doc["t"]) if doc["t"] else None,
+                field_versions={str(k): int(v) for k, v in doc["f"].items()},
+            )
+        except (ValueError, KeyError, TypeError, IndexError):
+            self._metrics.cache_errors.labels("garbage").inc()
+            return None
