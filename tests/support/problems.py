@@ -31,10 +31,13 @@ def assert_problem(
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"] == f"/problems/{code}"
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     assert body["instance"] == (instance if instance is not None else response.request.url.path)
-    assert isinstance(body["requestId"], str) and body["requestId"]
+    assert isinstance(body["requestId"], str)
+    assert body["requestId"]
     assert body["requestId"] == response.headers["x-request-id"]
     return body
 

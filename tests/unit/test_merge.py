@@ -49,7 +49,9 @@ def test_changed_ids_is_empty_exactly_when_equal(before: dict, after: dict) -> N
 
 
 @given(answers, answers)
-def test_applying_the_replacement_intent_to_its_base_gives_the_replacement(base: dict, new: dict) -> None:
+def test_applying_the_replacement_intent_to_its_base_gives_the_replacement(
+    base: dict, new: dict
+) -> None:
     assert apply_merge_patch(base, desired_from_replacement(base, new)) == new
 
 
@@ -72,7 +74,9 @@ def test_rebase_refuses_a_touched_question_changed_since_base() -> None:
 
 
 def test_rebase_accepts_the_same_value_someone_else_already_wrote() -> None:
-    assert rebase({"a": 9}, {"a": 3}, base_version=2, current_version=3, desired={"a": 9}) == {"a": 9}
+    assert rebase({"a": 9}, {"a": 3}, base_version=2, current_version=3, desired={"a": 9}) == {
+        "a": 9
+    }
 
 
 def test_rebase_refuses_removing_a_question_changed_since_base() -> None:

@@ -93,6 +93,24 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+VERSION_PREFIX = "/v1"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template with the version prefix the request came through.
+
+    FastAPI (0.16x) leaves the router-relative template in ``scope["route"]`` for included
+    routers, so ``/v1/kits/…`` and the legacy ``/kits/…`` would otherwise share one label.
+    """
+    template = getattr(scope.get("route"), "path", None)
+    if not isinstance(template, str):
+        return "unmatched"
+    path = str(scope.get("path", ""))
+    if path.startswith(VERSION_PREFIX + "/") and not template.startswith(VERSION_PREFIX + "/"):
+        return VERSION_PREFIX + template
+    return template
+
+
 class MetricsMiddleware:
     """Count and time requests by route template; unmatched paths share one label."""
 
@@ -116,7 +134,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_template(scope)
             method = scope.get("method", "GET")
             self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)

@@ -1,9 +1,10 @@
 """Kit access rules: the only place that decides who may do what with a kit.
 
-A caller's *kit role* comes from the kit (owner, member role) or from their global roles
-(admin, auditor). No kit role at all means the kit does not exist for them: ``NotFound``, so a
-stranger cannot probe which kit ids are in use. A kit role without the permission is
-``Forbidden``.
+A caller's *kit roles* come from the kit (owner, member role) and from their global roles
+(admin, auditor); their permissions add up, so an auditor who is also a viewer of a kit keeps
+reading its audit trail. No kit role at all means the kit does not exist for them:
+``NotFound``, so a stranger cannot probe which kit ids are in use. Roles without the
+permission are ``Forbidden``.
 """
 
 from __future__ import annotations
@@ -53,27 +54,28 @@ _GRANTS: dict[KitRole, frozenset[Permission]] = {
 }
 
 
-def kit_role(actor: Actor, *, owner_id: str | None, member_role: str | None) -> KitRole | None:
-    """The strongest role the actor holds on a kit; global roles apply to every kit id."""
+def kit_roles(actor: Actor, *, owner_id: str | None, member_role: str | None) -> frozenset[KitRole]:
+    """Every role the actor holds on a kit; global roles apply to every kit id."""
+    roles: set[KitRole] = set()
     if actor.is_admin:
-        return KitRole.ADMIN
+        roles.add(KitRole.ADMIN)
     if owner_id is not None and owner_id == actor.user_id:
-        return KitRole.OWNER
-    if member_role is not None:
-        return KitRole(member_role)
+        roles.add(KitRole.OWNER)
+    elif member_role is not None:
+        roles.add(KitRole(member_role))
     if actor.is_auditor:
-        return KitRole.AUDITOR
-    return None
+        roles.add(KitRole.AUDITOR)
+    return frozenset(roles)
 
 
-def can(role: KitRole | None, permission: Permission) -> bool:
-    return role is not None and permission in _GRANTS[role]
+def can(roles: frozenset[KitRole], permission: Permission) -> bool:
+    return any(permission in _GRANTS[role] for role in roles)
 
 
-def require(role: KitRole | None, permission: Permission, *, kit_id: str) -> KitRole:
-    """Raise the error the contract prescribes, or return the role that allowed it."""
-    if role is None:
+def require(roles: frozenset[KitRole], permission: Permission, *, kit_id: str) -> None:
+    """Raise the error the contract prescribes when the roles do not grant the permission."""
+    if not roles:
         raise NotFound(f"No kit {kit_id!r}, or no access to it.")
-    if permission not in _GRANTS[role]:
-        raise Forbidden(f"The {role.value} role may not {permission.value.replace('-', ' ')}.")
-    return role
+    if not can(roles, permission):
+        names = " and ".join(sorted(role.value for role in roles))
+        raise Forbidden(f"The {names} role may not {permission.value.replace('-', ' ')}.")

@@ -69,7 +69,12 @@ async def get_health_information(
     },
 )
 async def put_health_information(
-    kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep, if_match: IfMatch = None
+    kit_id: KitId,
+    request: Request,
+    ctx: ContextDep,
+    svc: ServicesDep,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     body = ReplaceAnswers.parse(await read_json_object(request))
     result = await svc.writes.run(
@@ -83,6 +88,7 @@ async def put_health_information(
             body.answers,
             submit=body.submitted,
             if_match=if_match,
+            if_none_match=if_none_match,
             base_version=body.base_version,
         ),
     )

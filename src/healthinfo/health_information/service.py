@@ -50,7 +50,7 @@ from healthinfo.health_information.model import (
     Status,
     WriteResult,
 )
-from healthinfo.health_information.preconditions import if_match_satisfied
+from healthinfo.health_information.preconditions import if_match_satisfied, if_none_match_hits
 from healthinfo.health_information.repository import HealthInformationRepository
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires.model import Questionnaire
@@ -183,6 +183,32 @@ class HealthInformationService:
             states.append(await self.get_version(uow, actor, kit_id, number))
         return states
 
+    async def changes_after(
+        self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
+    ) -> list[ChangeEvent]:
+        """Every committed change after ``version``, oldest first, as live streams replay it.
+
+        The same events the after-commit listeners saw (who, which channel, which questions),
+        rebuilt from the revision history: resume after a reconnect is served from here.
+        """
+        states = await self.revisions_after(uow, actor, kit_id, version)
+        if not states:
+            return []
+        summaries = {
+            summary.version: summary
+            for summary in await self._repo.list_revisions(
+                uow, kit_id, limit=len(states), before_version=states[-1].version + 1
+            )
+        }
+        changes = []
+        for state in states:
+            summary = summaries.get(state.version)
+            if summary is None:  # erased meanwhile: nothing more to replay
+                break
+            submitted = summary.status is Status.SUBMITTED
+            changes.append(ChangeEvent(state, list(summary.changed), summary.channel, submitted))
+        return changes
+
     # -- writes --------------------------------------------------------------------------
 
     async def replace(
@@ -194,9 +220,13 @@ class HealthInformationService:
         *,
         submit: bool = False,
         if_match: str | None = None,
+        if_none_match: str | None = None,
         base_version: int | None = None,
     ) -> WriteResult:
-        """PUT: the answers become exactly ``answers`` (rebased when ``base_version`` is given)."""
+        """PUT: the answers become exactly ``answers`` (rebased when ``base_version`` is given).
+
+        ``if_none_match="*"`` makes it create-only: 412 when anything is saved already.
+        """
         replacement = without_nulls(answers)
 
         async def plan(current: HealthInformationState | None) -> Answers:
@@ -219,6 +249,7 @@ class HealthInformationService:
             incoming=replacement,
             submit=submit,
             if_match=if_match,
+            if_none_match=if_none_match,
             base_version=base_version,
         )
 
@@ -282,6 +313,7 @@ class HealthInformationService:
         removals: Sequence[str] = (),
         submit: bool = False,
         if_match: str | None,
+        if_none_match: str | None = None,
         base_version: int | None,
     ) -> WriteResult:
         await self._kits.authorize_write(uow, ctx, kit_id)
@@ -289,7 +321,7 @@ class HealthInformationService:
             raise PreconditionRequired()
         for _attempt in range(self._attempts):
             current = await self._repo.get(uow, kit_id)
-            self._check_writable(current, if_match)
+            self._check_writable(current, if_match, if_none_match)
             self._validate(incoming, removals, base_version, current)
             answers = await plan(current)
             result = await self._apply(uow, ctx, kit_id, current, answers, submit=submit)
@@ -297,13 +329,24 @@ class HealthInformationService:
                 return result
         raise Unavailable("The kit's answers are changing too quickly; try again.")
 
-    def _check_writable(self, current: HealthInformationState | None, if_match: str | None) -> None:
+    def _check_writable(
+        self,
+        current: HealthInformationState | None,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> None:
         """Immutability first: submitted data refuses even a write that changes nothing."""
         if current is not None and current.status.is_final:
             raise AlreadySubmitted()
         version = current.version if current else None
         if if_match is not None and not if_match_satisfied(if_match, version):
             raise VersionConflict(version, if_match.strip())
+        if (
+            if_none_match is not None
+            and version is not None
+            and if_none_match_hits(if_none_match, version)
+        ):
+            raise VersionConflict(version, f"If-None-Match {if_none_match.strip()}")
 
     def _validate(
         self,

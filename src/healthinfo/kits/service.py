@@ -13,11 +13,11 @@ from typing import cast
 from sqlalchemy import Table, delete, select, update
 
 from healthinfo.audit.service import AuditEntry, AuditLog
-from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_role, require
+from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_roles, require
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
-from healthinfo.common.pagination import Page
+from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import HealthInformation, Kit, KitMember
@@ -32,7 +32,7 @@ CURRENT = cast(Table, HealthInformation.__table__)
 class KitAccess:
     kit_id: str
     owner_id: str | None
-    role: KitRole | None
+    roles: frozenset[KitRole]
     version: int | None = None
     data_created_at: datetime | None = None
 
@@ -79,15 +79,15 @@ class KitService:
             )
         ).first()
         if row is None:
-            return KitAccess(kit_id, None, kit_role(actor, owner_id=None, member_role=None))
-        role = kit_role(actor, owner_id=row.owner_id, member_role=row.role)
-        return KitAccess(kit_id, row.owner_id, role, row.version, row.created_at)
+            return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
+        roles = kit_roles(actor, owner_id=row.owner_id, member_role=row.role)
+        return KitAccess(kit_id, row.owner_id, roles, row.version, row.created_at)
 
     async def authorize(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, permission: Permission
     ) -> KitAccess:
         access = await self.access(uow, actor, kit_id)
-        require(access.role, permission, kit_id=kit_id)
+        require(access.roles, permission, kit_id=kit_id)
         return access
 
     async def authorize_write(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> KitAccess:
@@ -99,8 +99,14 @@ class KitService:
         if access.owner_id is None and self._auto_claim and not ctx.actor.is_admin:
             await self._claim(uow, ctx, kit_id)
             access = await self.access(uow, ctx.actor, kit_id)
-        require(access.role, Permission.WRITE, kit_id=kit_id)
+        require(access.roles, Permission.WRITE, kit_id=kit_id)
+        if access.owner_id is None:
+            await self._ensure_kit(uow, kit_id)  # an admin writing to a kit nobody claimed yet
         return access
+
+    async def _ensure_kit(self, uow: UnitOfWork, kit_id: str) -> None:
+        row = {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": self._clock()}
+        await insert_if_absent(uow, KITS, row)
 
     async def claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> ClaimResult:
         """201 semantics when this call claimed it, 200 when it was already the caller's."""
@@ -115,10 +121,9 @@ class KitService:
         return ClaimResult(kit_id, row.owner_id, row.claimed_at, created=claimed_now)
 
     async def _claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> bool:
+        """Claim an unowned kit; a member who claims it stops being listed as a member."""
         now = self._clock()
-        await insert_if_absent(
-            uow, KITS, {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now}
-        )
+        await self._ensure_kit(uow, kit_id)
         result = await uow.session.execute(
             update(KITS)
             .where(KITS.c.kit_id == kit_id, KITS.c.owner_id.is_(None))
@@ -126,6 +131,11 @@ class KitService:
         )
         claimed_now = rowcount(result) == 1
         if claimed_now:
+            await uow.session.execute(
+                delete(MEMBERS).where(
+                    MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == ctx.actor.user_id
+                )
+            )
             await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
         return claimed_now
 
@@ -143,10 +153,10 @@ class KitService:
                 select(KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
             )
             members.insert(0, Member(access.owner_id, KitRole.OWNER.value, claimed_at, None))
-        start = int(cursor) if cursor and cursor.isdigit() else 0
+        start = decode_cursor(cursor) if cursor else 0
         page = members[start : start + limit]
         more = start + limit < len(members)
-        return Page(page, str(start + limit) if more else None)
+        return Page(page, encode_cursor(start + limit) if more else None)
 
     async def put_member(
         self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, user_id: str, role: str
@@ -157,11 +167,7 @@ class KitService:
         self._refuse_owner(access, user_id)
         now = self._clock()
         if access.owner_id is None:
-            await insert_if_absent(
-                uow,
-                KITS,
-                {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": now},
-            )
+            await self._ensure_kit(uow, kit_id)
         values = {"role": role, "added_at": now, "added_by": ctx.actor.user_id}
         created = await insert_if_absent(
             uow, MEMBERS, {"kit_id": kit_id, "user_id": user_id, **values}

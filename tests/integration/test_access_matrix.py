@@ -1,0 +1,385 @@
+"""Who may call which route: every route of the API × every kind of caller, as one table.
+
+The table (``MATRIX``) is the reviewable statement of the access rules; the tests only replay
+it. ``test_matrix_covers_every_route_of_the_app`` fails when a route is added to the app
+without a row here, so a new route cannot ship without an explicit access decision.
+
+Every case runs against the same arrangement (``arrange``): an owner who saved incomplete
+answers (version 1) and added an editor, a viewer and a spare viewer (the target of DELETE).
+Payloads are chosen so an authorised call has one deterministic result: PUT and PATCH change an
+answer (200), submit lacks required answers (422, which proves the call got past access
+control), PUT members names a newcomer (201), DELETE members removes the spare viewer (204).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+
+from healthinfo.auth.tokens import mint_token
+from tests.support.tokens import TEST_SECRET, auth
+
+pytestmark = pytest.mark.asyncio
+
+WRONG_SECRET = b"not-the-configured-secret-but-long-enough-0123456789"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # as the app declares it, without the /v1 prefix
+    # Identity is method + path; the payload is how the case calls it.
+    body: dict[str, Any] | None = field(default=None, compare=False)
+    content_type: str = field(default="application/json", compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+HI_GET = Route("GET", "/kits/{kitId}/health-information")
+HI_PUT = Route("PUT", "/kits/{kitId}/health-information", {"answers": {"heightCm": 181}})
+HI_PATCH = Route(
+    "PATCH", "/kits/{kitId}/health-information", {"answers": {"weightKg": 70}}, MERGE_PATCH
+)
+HI_SUBMIT = Route("POST", "/kits/{kitId}/health-information/submit")
+HISTORY = Route("GET", "/kits/{kitId}/health-information/history")
+HISTORY_VERSION = Route("GET", "/kits/{kitId}/health-information/history/{version}")
+CLAIM = Route("POST", "/kits/{kitId}/claim")
+MEMBERS = Route("GET", "/kits/{kitId}/members")
+MEMBER_PUT = Route("PUT", "/kits/{kitId}/members/{userId}", {"role": "viewer"})
+MEMBER_DELETE = Route("DELETE", "/kits/{kitId}/members/{userId}")
+AUDIT_EVENTS = Route("GET", "/kits/{kitId}/audit-events")
+QUESTIONNAIRE = Route("GET", "/questionnaires/{questionnaireId}")
+
+# The callers, in the order of the table's columns. The first five carry no valid token; the
+# forged ones claim to be an admin, so a 401 there proves the token, not the role, was refused.
+CALLERS = (
+    "anonymous",  # no Authorization header
+    "expired",  # correctly signed, expired an hour ago
+    "bad-signature",  # signed with another secret
+    "tampered",  # a valid token whose payload was edited to add the admin role
+    "alg-none",  # unsigned, header {"alg": "none"}
+    "stranger",  # valid token, no relation to the kit
+    "viewer",
+    "editor",
+    "owner",
+    "admin",  # roles: ["admin"], not a member
+    "auditor",  # roles: ["auditor"], not a member
+)
+
+# fmt: off
+_TABLE: dict[Route, tuple[int, ...]] = {
+    #                 anon expd bsig tamp none strg view edit ownr admn audt
+    HI_GET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    HI_PUT:          (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
+    HI_PATCH:        (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
+    HI_SUBMIT:       (401, 401, 401, 401, 401, 404, 403, 422, 422, 422, 403),
+    HISTORY:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    HISTORY_VERSION: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    # Claiming a kit someone else owns is 409 for everyone but the owner (contract).
+    CLAIM:           (401, 401, 401, 401, 401, 409, 409, 409, 200, 409, 409),
+    MEMBERS:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    MEMBER_PUT:      (401, 401, 401, 401, 401, 404, 403, 403, 201, 201, 403),
+    MEMBER_DELETE:   (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403),
+    AUDIT_EVENTS:    (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 200),
+    # Not a kit route: any authenticated caller reads the questionnaire.
+    QUESTIONNAIRE:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+}
+# fmt: on
+
+MATRIX: dict[Route, dict[str, int]] = {
+    route: dict(zip(CALLERS, row, strict=True)) for route, row in _TABLE.items()
+}
+
+# The problem code that must accompany each refusal status (RFC 9457 body, contract table).
+PROBLEM_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    409: "kit-already-claimed",
+    422: "validation-failed",
+}
+
+CASES = [
+    pytest.param(route, caller, status, id=f"{route.label} as {caller}")
+    for route, row in MATRIX.items()
+    for caller, status in row.items()
+]
+
+LEGACY_CASES = [
+    pytest.param(route, caller, id=f"{route.label} as {caller}")
+    for route, caller in [
+        (HI_GET, "anonymous"),
+        (HI_GET, "stranger"),
+        (HI_GET, "viewer"),
+        (HI_GET, "auditor"),
+        (HI_PUT, "viewer"),
+        (HI_PUT, "editor"),
+        (HI_PATCH, "alg-none"),
+        (HI_SUBMIT, "stranger"),
+        (HISTORY_VERSION, "expired"),
+        (CLAIM, "stranger"),
+        (MEMBER_PUT, "editor"),
+        (MEMBER_DELETE, "owner"),
+        (AUDIT_EVENTS, "owner"),
+        (AUDIT_EVENTS, "auditor"),
+        (QUESTIONNAIRE, "bad-signature"),
+    ]
+]
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    kit_id: str
+    owner: str
+    editor: str
+    viewer: str
+    spare: str  # a viewer, removed by the DELETE members case
+    newcomer: str  # not yet a member, added by the PUT members case
+    stranger: str
+    admin: str
+    auditor: str
+
+
+def fresh_user(role: str) -> str:
+    return f"{role}-{uuid.uuid4().hex[:8]}"
+
+
+def b64(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def expired_token(sub: str, roles: list[str]) -> str:
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    return mint_token(TEST_SECRET.encode(), sub=sub, roles=roles, ttl_seconds=60, now=an_hour_ago)
+
+
+def tampered_token(sub: str, roles: list[str]) -> str:
+    header, _payload, signature = mint_token(TEST_SECRET.encode(), sub=sub).split(".")
+    exp = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
+    return ".".join([header, b64({"sub": sub, "roles": roles, "exp": exp}), signature])
+
+
+def unsigned_token(sub: str, roles: list[str]) -> str:
+    exp = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
+    return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64({'sub': sub, 'roles': roles, 'exp': exp})}."
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def headers_for(caller: str, kit: Arrangement) -> dict[str, str]:
+    forged = {"sub": kit.admin, "roles": ["admin"]}
+    if caller == "anonymous":
+        return {}
+    if caller == "expired":
+        return bearer(expired_token(**forged))
+    if caller == "bad-signature":
+        return bearer(mint_token(WRONG_SECRET, **forged))
+    if caller == "tampered":
+        return bearer(tampered_token(**forged))
+    if caller == "alg-none":
+        return bearer(unsigned_token(**forged))
+    if caller == "admin":
+        return auth(kit.admin, "admin")
+    if caller == "auditor":
+        return auth(kit.auditor, "auditor")
+    return auth(getattr(kit, caller))
+
+
+def url_for(route: Route, kit: Arrangement, prefix: str = "/v1") -> str:
+    target = kit.spare if route.method == "DELETE" else kit.newcomer
+    path = route.path.format(
+        kitId=kit.kit_id, version=1, userId=target, questionnaireId="health-information"
+    )
+    return prefix + path
+
+
+async def call(
+    client: httpx.AsyncClient, route: Route, caller: str, kit: Arrangement, prefix: str = "/v1"
+) -> httpx.Response:
+    headers = headers_for(caller, kit)
+    content = None
+    if route.body is not None:
+        headers["Content-Type"] = route.content_type
+        content = json.dumps(route.body)
+    return await client.request(
+        route.method, url_for(route, kit, prefix), headers=headers, content=content
+    )
+
+
+async def arrange(client: httpx.AsyncClient) -> Arrangement:
+    kit = Arrangement(
+        kit_id=f"KIT-{uuid.uuid4().hex[:12]}",
+        owner=fresh_user("owner"),
+        editor=fresh_user("editor"),
+        viewer=fresh_user("viewer"),
+        spare=fresh_user("spare"),
+        newcomer=fresh_user("newcomer"),
+        stranger=fresh_user("stranger"),
+        admin=fresh_user("admin"),
+        auditor=fresh_user("auditor"),
+    )
+    owner = auth(kit.owner)
+    base = f"/v1/kits/{kit.kit_id}"
+    saved = await client.put(
+        f"{base}/health-information", json={"answers": {"heightCm": 180}}, headers=owner
+    )
+    assert saved.status_code == 201, saved.text
+    for member, role in [(kit.editor, "editor"), (kit.viewer, "viewer"), (kit.spare, "viewer")]:
+        added = await client.put(f"{base}/members/{member}", json={"role": role}, headers=owner)
+        assert added.status_code == 201, added.text
+    return kit
+
+
+async def kit_state(client: httpx.AsyncClient, kit: Arrangement) -> tuple[Any, Any]:
+    """What a refused call must leave untouched: the answers and the owner and members."""
+    admin = auth(kit.admin, "admin")
+    data = await client.get(f"/v1/kits/{kit.kit_id}/health-information", headers=admin)
+    members = await client.get(f"/v1/kits/{kit.kit_id}/members", headers=admin)
+    return data.json(), members.json()
+
+
+def app_routes(app: FastAPI, prefix: str) -> set[tuple[str, str]]:
+    """(method, path without prefix) of every route the app serves under ``prefix``."""
+    found = set()
+    for route in iter_route_contexts(app.routes):
+        path = route.path
+        if path is None or not path.startswith(prefix):
+            continue
+        for method in route.methods or {"WEBSOCKET"}:
+            found.add((method, path.removeprefix(prefix.rstrip("/"))))
+    return found
+
+
+def matrix_routes() -> set[tuple[str, str]]:
+    return {(route.method, route.path) for route in MATRIX}
+
+
+async def test_matrix_covers_every_route_of_the_app(app: FastAPI) -> None:
+    served = app_routes(app, "/v1/")
+    assert served, "no /v1 route found: the route listing itself is broken"
+    missing = sorted(served - matrix_routes())
+    assert not missing, f"routes without a row in MATRIX: {missing}"
+
+
+async def test_matrix_names_only_routes_the_app_serves(app: FastAPI) -> None:
+    stale = sorted(matrix_routes() - app_routes(app, "/v1/"))
+    assert not stale, f"MATRIX rows for routes the app does not serve: {stale}"
+
+
+async def test_every_v1_route_has_a_legacy_twin(app: FastAPI) -> None:
+    legacy = app_routes(app, "/")
+    missing = sorted(route for route in app_routes(app, "/v1/") if route not in legacy)
+    assert not missing, f"/v1 routes without an unversioned legacy route: {missing}"
+
+
+@pytest.mark.parametrize(("route", "caller", "expected"), CASES)
+async def test_route_answers_caller_as_the_matrix_says(
+    client: httpx.AsyncClient, route: Route, caller: str, expected: int
+) -> None:
+    kit = await arrange(client)
+    before = await kit_state(client, kit)
+    response = await call(client, route, caller, kit)
+    assert response.status_code == expected, response.text
+    if expected in PROBLEM_CODES:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == PROBLEM_CODES[expected]
+    if expected >= 400:
+        assert await kit_state(client, kit) == before
+
+
+@pytest.mark.parametrize(("route", "caller"), LEGACY_CASES)
+async def test_legacy_route_answers_caller_as_the_matrix_says(
+    client: httpx.AsyncClient, route: Route, caller: str
+) -> None:
+    kit = await arrange(client)
+    response = await call(client, route, caller, kit, prefix="")
+    expected = MATRIX[route][caller]
+    assert response.status_code == expected, response.text
+    if expected in PROBLEM_CODES:
+        assert response.json()["code"] == PROBLEM_CODES[expected]
+    assert response.headers["deprecation"] == "true"
+    assert response.headers["link"] == f'<{url_for(route, kit)}>; rel="successor-version"'
+
+
+async def test_unauthenticated_answer_asks_for_a_bearer_token(
+    client: httpx.AsyncClient,
+) -> None:
+    kit = await arrange(client)
+    response = await call(client, HI_GET, "anonymous", kit)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("caller", "reason"),
+    [
+        ("expired", "The token has expired."),
+        ("bad-signature", "The token signature is invalid."),
+        ("tampered", "The token signature is invalid."),
+        ("alg-none", "The token's algorithm is not accepted."),
+    ],
+)
+async def test_forged_token_is_refused_for_its_own_reason(
+    client: httpx.AsyncClient, caller: str, reason: str
+) -> None:
+    kit = await arrange(client)
+    response = await call(client, HI_GET, caller, kit)
+    assert response.status_code == 401
+    assert response.json()["detail"] == reason
+
+
+async def test_stranger_gets_the_same_404_for_an_owned_and_a_missing_kit(
+    client: httpx.AsyncClient,
+) -> None:
+    kit = await arrange(client)
+    owned = await call(client, HI_GET, "stranger", kit)
+    missing_kit = dataclasses.replace(kit, kit_id=f"KIT-{uuid.uuid4().hex[:12]}")
+    missing = await call(client, HI_GET, "stranger", missing_kit)
+    assert owned.status_code == missing.status_code == 404
+    assert owned.json()["detail"].replace(kit.kit_id, "K") == missing.json()["detail"].replace(
+        missing_kit.kit_id, "K"
+    )
+
+
+@pytest.mark.parametrize("membership", ["viewer", "editor"])
+async def test_auditor_who_is_also_a_member_still_reads_audit_events(
+    client: httpx.AsyncClient, membership: str
+) -> None:
+    kit = await arrange(client)
+    added = await client.put(
+        f"/v1/kits/{kit.kit_id}/members/{kit.auditor}",
+        json={"role": membership},
+        headers=auth(kit.owner),
+    )
+    assert added.status_code == 201
+    response = await client.get(
+        f"/v1/kits/{kit.kit_id}/audit-events", headers=auth(kit.auditor, "auditor")
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_auditor_who_owns_a_kit_still_reads_its_audit_events(
+    client: httpx.AsyncClient,
+) -> None:
+    kit_id = f"KIT-{uuid.uuid4().hex[:12]}"
+    auditor = auth(fresh_user("auditor"), "auditor")
+    claimed = await client.post(f"/v1/kits/{kit_id}/claim", headers=auditor)
+    assert claimed.status_code == 201
+    response = await client.get(f"/v1/kits/{kit_id}/audit-events", headers=auditor)
+    assert response.status_code == 200, response.text
