@@ -7,7 +7,7 @@ kit and user ids, so tests share one database per backend without seeing each ot
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,30 @@ from tests.support.backends import (
     require_reachable,
     sqlite_url,
 )
-from tests.support.tokens import TEST_SECRET
+from tests.support.live import LIVE_ENV, STARTUP_SECONDS
+from tests.support.server import ServerProcess
+from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if "postgres" in BACKENDS:
         require_reachable("127.0.0.1", 5432, "PostgreSQL")
         require_reachable(REDIS_HOST, REDIS_PORT, "Redis")
+
+
+@pytest.fixture(scope="session")
+async def keystore_url(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """The key store lives in a database of its own, as in production."""
+    if database_url.startswith("sqlite"):
+        yield sqlite_url(tmp_path_factory.mktemp("keystore"))
+        return
+    name, url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +77,21 @@ async def database_url(
         await drop_pg_database(name)
 
 
+# Rate limiting stays on (the code path runs on every request) with limits no test reaches;
+# tests/integration/test_rate_limits.py sets tight ones.
+UNLIMITED = {
+    f"rate_limit_{kind}_per_{who}": "1000000/minute"
+    for kind in ("read", "write", "stream")
+    for who in ("user", "address")
+}
+
+
 @pytest.fixture(scope="session")
 def make_settings(
-    database_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    keystore_url: str,
+    redis_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., Settings]:
     """SQLite runs with the in-process cache; PostgreSQL runs with the real Redis."""
     data_dir = tmp_path_factory.mktemp("data")
@@ -74,9 +103,12 @@ def make_settings(
             "database_url": database_url,
             "data_dir": data_dir,
             "jwt_secret": TEST_SECRET,
+            "master_keys": TEST_MASTER_KEYS,
+            "keystore_url": keystore_url,
             "migrate_on_start": True,
             "redis_url": REDIS_URL if with_redis else None,
             "redis_key_prefix": redis_prefix,
+            **UNLIMITED,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -105,6 +137,21 @@ async def open_client(application: FastAPI) -> httpx.AsyncClient:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with await open_client(app) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A real ``healthinfo serve`` on this backend (in-process bus), shared by the live tests."""
+    process = ServerProcess(
+        database_url=database_url, data_dir=tmp_path_factory.mktemp("live"), extra_env=LIVE_ENV
+    )
+    process.start(timeout=STARTUP_SECONDS)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture

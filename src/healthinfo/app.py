@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from healthinfo import __version__
 from healthinfo.api import health
+from healthinfo.api.compression import add_compression
 from healthinfo.api.middleware import (
     BodyLimitMiddleware,
     LegacyRouteMiddleware,
@@ -24,6 +27,9 @@ from healthinfo.api.middleware import (
 )
 from healthinfo.api.openapi import Problem
 from healthinfo.api.problems import install_problem_handlers
+from healthinfo.api.profiling import ProfilingMiddleware
+from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
+from healthinfo.api.request_log import RequestLogMiddleware
 from healthinfo.audit import rest as audit_rest
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
@@ -31,28 +37,47 @@ from healthinfo.auth.tokens import TokenVerifier
 from healthinfo.common.database import Engines, create_engines
 from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
+from healthinfo.compliance import rest as compliance_rest
 from healthinfo.config import Settings
+from healthinfo.crypto.codec import EncryptedAnswerCodec
+from healthinfo.crypto.keystore import KeyStore
 from healthinfo.db import migrate
+from healthinfo.forwarding import rest as forwarding_rest
+from healthinfo.forwarding.wiring import build_forwarding
 from healthinfo.health_information import rest as health_information_rest
 from healthinfo.health_information.cache import HealthInformationCache
 from healthinfo.health_information.cache_warming import CacheWarmer
-from healthinfo.health_information.codec import JsonAnswerCodec
 from healthinfo.health_information.repository import HealthInformationRepository
-from healthinfo.health_information.schemas import PatchAnswers, ReplaceAnswers
-from healthinfo.health_information.service import ChangeEvent, HealthInformationService
+from healthinfo.health_information.schemas import Amendment, PatchAnswers, ReplaceAnswers
+from healthinfo.health_information.service import (
+    ChangeEvent,
+    HealthInformationService,
+    ServiceFlags,
+)
+from healthinfo.idempotency.purger import IdempotencyPurger
+from healthinfo.idempotency.store import IdempotencyStore
+from healthinfo.infra.access_log import install_token_redaction
 from healthinfo.infra.cache_factory import CacheCloser, build_cache
+from healthinfo.infra.error_tracking import configure_error_tracking
+from healthinfo.infra.logging import configure_logging
 from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
+from healthinfo.infra.tracing import build_tracing
 from healthinfo.kits import rest as kits_rest
 from healthinfo.kits.schemas import MemberRole
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires import rest as questionnaires_rest
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
+from healthinfo.realtime import demo as realtime_demo
+from healthinfo.realtime import sse as realtime_sse
+from healthinfo.realtime import websocket as realtime_websocket
+from healthinfo.realtime.wiring import build_hub
 from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
 
-LEGACY_PREFIXES = ("/kits/", "/questionnaires/")
-BODY_SCHEMAS = (Problem, ReplaceAnswers, PatchAnswers, MemberRole)
+LEGACY_PREFIXES = ("/kits/", "/questionnaires/", "/admin/")
+BODY_SCHEMAS = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
 
 
 def build_engines(settings: Settings) -> Engines:
@@ -63,6 +88,29 @@ def build_engines(settings: Settings) -> Engines:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         timeout=settings.db_timeout_seconds,
+    )
+
+
+def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | None:
+    if not settings.rate_limit_enabled:
+        return None
+    return RateLimiter(
+        Limits.parse(
+            {
+                RouteClass.READ: settings.rate_limit_read_per_user,
+                RouteClass.WRITE: settings.rate_limit_write_per_user,
+                RouteClass.STREAM: settings.rate_limit_stream_per_user,
+            },
+            {
+                RouteClass.READ: settings.rate_limit_read_per_address,
+                RouteClass.WRITE: settings.rate_limit_write_per_address,
+                RouteClass.STREAM: settings.rate_limit_stream_per_address,
+            },
+        ),
+        metrics=metrics,
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        timeout_seconds=settings.cache_timeout_seconds,
     )
 
 
@@ -77,12 +125,35 @@ def build_token_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
-def build_services(settings: Settings, engines: Engines) -> Services:
+async def migrate_all(settings: Settings, engines: Engines, keystore: KeyStore) -> None:
+    """The key store first: encrypting data migrations need it."""
+    await migrate.upgrade(keystore.engine, location=migrate.KEYSTORE_MIGRATIONS_DIR)
+    await migrate.upgrade(engines.write, codec=EncryptedAnswerCodec(keystore))
+
+
+def build_keystore(settings: Settings) -> KeyStore:
+    if settings.effective_keystore_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engines = create_engines(
+        settings.effective_keystore_url,
+        pool_size=5,
+        max_overflow=5,
+        timeout=settings.db_timeout_seconds,
+    )
+    return KeyStore(engines, settings.keyring())
+
+
+def build_services(
+    settings: Settings, engines: Engines, keystore: KeyStore | None = None
+) -> Services:
     uows = UnitOfWorkFactory(engines)
     metrics = Metrics()
-    codec = JsonAnswerCodec()
+    keystore = keystore or build_keystore(settings)
+    codec = EncryptedAnswerCodec(keystore)
     cache = build_cache(settings, metrics)
-    hi_cache = HealthInformationCache(cache, codec=codec, metrics=metrics)
+    hi_cache = HealthInformationCache(
+        cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled
+    )
     audit = AuditLog()
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
@@ -92,21 +163,49 @@ def build_services(settings: Settings, engines: Engines) -> Services:
         cache=hi_cache,
         questionnaire=questionnaires.get(settings.questionnaire_id),
         audit=audit,
-        strict_preconditions=settings.strict_preconditions,
+        flags=ServiceFlags(
+            strict_preconditions=settings.strict_preconditions,
+            audit_reads=settings.audit_reads,
+            amendments=settings.amendments_enabled,
+        ),
         retry_attempts=settings.write_retry_attempts,
+    )
+    forwarding = build_forwarding(settings, uows=uows, audit=audit, registry=metrics.registry)
+    health_information.add_erasure_hook(forwarding.outbox.forget_kit)
+    if forwarding.enabled:
+        health_information.add_transactional_listener(forwarding.outbox.on_change)
+    hub = build_hub(settings, metrics.registry)
+    rate_limiter = build_rate_limiter(settings, metrics)
+    idempotency = IdempotencyStore(
+        uows=uows,
+        codec=codec,
+        retention=timedelta(hours=settings.idempotency_retention_hours),
+        lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
     services = Services(
         settings=settings,
         uows=uows,
-        writes=WriteRunner(uows=uows, audit=audit),
+        writes=WriteRunner(uows=uows, audit=audit, metrics=metrics),
         audit=audit,
         kits=kits,
         health_information=health_information,
         questionnaires=questionnaires,
         tokens=build_token_verifier(settings),
         metrics=metrics,
+        forwarding=forwarding,
+        hub=hub,
         cache=cache,
+        idempotency=idempotency,
+        rate_limiter=rate_limiter,
+        keystore=keystore,
     )
+    health_information.add_erasure_hook(lambda _uow, kit_id: _shred(keystore, kit_id))
+    services.components.append(
+        IdempotencyPurger(idempotency, interval_seconds=settings.idempotency_purge_interval_seconds)
+    )
+    services.components.extend(forwarding.components)
+    services.components.append(hub)
+    health_information.add_listener(hub.publish_change)
     if cache is not None:
 
         async def write_through(event: ChangeEvent) -> None:
@@ -125,22 +224,41 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     return services
 
 
+async def _shred(keystore: KeyStore, kit_id: str) -> None:
+    """Erasure destroys the kit's data key first: every copy of its ciphertext becomes noise."""
+    await keystore.destroy(kit_id)
+
+
 def api_router() -> APIRouter:
     """Every versioned route; mounted under /v1 and again, deprecated, without a prefix."""
     router = APIRouter()
-    for module in (health_information_rest, kits_rest, audit_rest, questionnaires_rest):
-        router.include_router(module.router)
+    for module in (
+        health_information_rest,
+        kits_rest,
+        audit_rest,
+        questionnaires_rest,
+        compliance_rest,
+        forwarding_rest,
+    ):
+        router.include_router(module.router, dependencies=RATE_LIMITS)
+    for stream_module in (realtime_sse, realtime_websocket):
+        router.include_router(stream_module.router)
     return router
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """``span_exporter``: where spans go instead of OTLP (tests pass an in-memory exporter)."""
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
+    configure_error_tracking(dsn, environment=settings.environment)
     engines = build_engines(settings)
-    services = build_services(settings, engines)
+    keystore = build_keystore(settings)
+    services = build_services(settings, engines, keystore)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.should_migrate_on_start:
-            await migrate.upgrade(engines.write)
+            await migrate_all(settings, engines, keystore)
         started: list[Lifecycle] = []
         try:
             for component in services.components:
@@ -151,6 +269,7 @@ def create_app(settings: Settings) -> FastAPI:
             for component in reversed(started):
                 await component.stop()
             await engines.dispose()
+            await keystore.engines.dispose()
 
     app = FastAPI(
         title="Health Information Service",
@@ -165,11 +284,30 @@ def create_app(settings: Settings) -> FastAPI:
         routes, deprecated=True, include_in_schema=True, generate_unique_id_function=_legacy_id
     )
     app.include_router(health.router)
+    app.include_router(realtime_demo.router)
+    # Run when SIGTERM arrives, before uvicorn waits for connections (see infra/serving.py).
+    app.state.exit_hooks = [services.hub.begin_shutdown]
+    install_token_redaction()
     install_problem_handlers(app)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(LegacyRouteMiddleware, legacy_prefixes=LEGACY_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.profiling_enabled:
+        app.add_middleware(ProfilingMiddleware, tokens=services.tokens)
+    add_compression(app)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    tracing = build_tracing(
+        enabled=settings.otel_enabled,
+        endpoint=settings.otel_exporter_endpoint,
+        environment=settings.environment,
+        exporter=span_exporter,
+    )
+    if tracing is not None:
+        tracing.instrument(app, engines)  # outermost: spans cover every middleware
+        services.components.insert(0, tracing)  # stopped last: flushes what the rest sent
+    app.state.tracing = tracing
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

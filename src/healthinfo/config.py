@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from healthinfo.common.flags import OFF, ON, Flag
+
+if TYPE_CHECKING:
+    from healthinfo.crypto.master_keys import MasterKeyring
 
 ENV_PREFIX = "HEALTHINFO_"
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
@@ -41,9 +46,17 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0, le=500)
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
+    keystore_url: str | None = Field(
+        default=None,
+        description="The key store's database (data keys); must be apart from the data.",
+    )
+    master_keys: SecretStr | None = Field(
+        default=None, description="id:base64url-32-bytes[,id:…]; the last one is active."
+    )
+
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="healthinfo:", min_length=1, max_length=64)
-    cache_enabled: bool = True
+    cache_enabled: Flag = ON
     cache_ttl_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
     cache_timeout_seconds: float = Field(default=0.05, gt=0, le=5)
     cache_breaker_failures: int = Field(default=5, ge=1, le=1000)
@@ -60,17 +73,59 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     auto_claim: bool = True
-    strict_preconditions: bool = False
+    audit_reads: Flag = ON
+    strict_preconditions: Flag = OFF
+    amendments_enabled: Flag = ON
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     questionnaire_id: str = "health-information"
     write_retry_attempts: int = Field(default=50, ge=1, le=1000)
 
+    idempotency_retention_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    idempotency_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    idempotency_purge_interval_seconds: float = Field(default=600.0, gt=0, le=86400)
+
     rate_limit_enabled: bool = True
+    rate_limit_read_per_user: str = "1200/minute"
+    rate_limit_write_per_user: str = "600/minute"
+    rate_limit_stream_per_user: str = "120/minute"
+    rate_limit_read_per_address: str = "3000/minute"
+    rate_limit_write_per_address: str = "1500/minute"
+    rate_limit_stream_per_address: str = "300/minute"
     room_limit: int = Field(default=50, ge=1, le=10_000)
+    # Real-time (docs/realtime.md): SSE and WebSocket rooms, presence, the event bus.
+    realtime_ping_seconds: float = Field(default=15.0, gt=0, le=15)
+    realtime_max_connection_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+    realtime_retry_ms: int = Field(default=3000, ge=100, le=600_000)
+    realtime_queue_size: int = Field(default=256, ge=1, le=100_000)
+    realtime_presence_ttl_seconds: float = Field(default=30.0, ge=0.5, le=600)
+    bus_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    # Observability (docs/operations.md): tracing, error tracking, profiling.
+    otel_enabled: bool = False
+    otel_exporter_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL; unset: the standard OTEL_EXPORTER_OTLP_* vars.",
+    )
+    sentry_dsn: SecretStr | None = None
+    profiling_enabled: bool = False
 
-    @field_validator("database_url")
+    # Forwarding submissions to the lab's API (docs/forwarding.md). Unset URL: forwarding off.
+    forward_url: str | None = None
+    forward_secret: SecretStr | None = None
+    forward_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    forward_retry_initial_seconds: float = Field(default=1.0, gt=0, le=3600)
+    forward_retry_max_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    forward_give_up_after_seconds: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    forward_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    forward_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    forward_batch_size: int = Field(default=20, ge=1, le=100)
+    forward_in_process: bool = Field(
+        default=True,
+        description="Deliver from the serve process too; turn off where `healthinfo worker` runs.",
+    )
+
+    @field_validator("database_url", "keystore_url")
     @classmethod
     def _async_driver_only(cls, url: str | None) -> str | None:
         """``postgresql://`` silently means psycopg, which is not installed; say so at start-up."""
@@ -82,12 +137,63 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite+aiosqlite:///path/to/file.db (the async driver)")
         return url
 
+    @field_validator(
+        "rate_limit_read_per_user",
+        "rate_limit_write_per_user",
+        "rate_limit_stream_per_user",
+        "rate_limit_read_per_address",
+        "rate_limit_write_per_address",
+        "rate_limit_stream_per_address",
+    )
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be like '600/minute' or '10/second'") from None
+        return value
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
         if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return secret
+
+    @field_validator("forward_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in {"http", "https"} or not rest.split("/", 1)[0]:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return url
+
+    @model_validator(mode="after")
+    def _forwarding_is_complete(self) -> Settings:
+        """A signature needs a secret, and a lease must outlast a request (docs/forwarding.md)."""
+        if self.forward_url is None:
+            return self
+        secret = self.forward_secret
+        if secret is None or len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"HEALTHINFO_FORWARD_SECRET must be set (at least {MIN_SECRET_BYTES} bytes) "
+                "when HEALTHINFO_FORWARD_URL is"
+            )
+        if self.forward_lease_seconds < 2 * self.forward_timeout_seconds:
+            raise ValueError(
+                "HEALTHINFO_FORWARD_LEASE_SECONDS must be at least twice "
+                "HEALTHINFO_FORWARD_TIMEOUT_SECONDS, so a claim outlasts its request"
+            )
+        if self.forward_retry_max_seconds < self.forward_retry_initial_seconds:
+            raise ValueError(
+                "HEALTHINFO_FORWARD_RETRY_MAX_SECONDS must not be below "
+                "HEALTHINFO_FORWARD_RETRY_INITIAL_SECONDS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
@@ -98,11 +204,36 @@ class Settings(BaseSettings):
                 "HEALTHINFO_JWT_SECRET, HEALTHINFO_JWT_PUBLIC_KEYS or HEALTHINFO_JWT_JWKS_URL "
                 "must be set in production"
             )
+        if self.environment == "production" and self.master_keys is None:
+            raise ValueError("HEALTHINFO_MASTER_KEYS must be set in production")
+        if self.environment == "production" and self.keystore_url is None and not self.is_sqlite:
+            raise ValueError(
+                "HEALTHINFO_KEYSTORE_URL must be set in production: a database apart from the "
+                "data, so that erasing a kit's key also makes old backups unreadable"
+            )
+        if self.master_keys is not None:
+            from healthinfo.crypto.master_keys import MasterKeyError, MasterKeyring
+
+            try:
+                MasterKeyring.parse(self.master_keys.get_secret_value())
+            except MasterKeyError as exc:
+                raise ValueError(f"HEALTHINFO_MASTER_KEYS: {exc}") from None
         return self
 
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'healthinfo.db'}"
+
+    @property
+    def effective_keystore_url(self) -> str:
+        return self.keystore_url or f"sqlite+aiosqlite:///{self.data_dir / 'keystore.db'}"
+
+    def keyring(self) -> MasterKeyring:
+        from healthinfo.crypto.master_keys import MasterKeyring, generated_keyring
+
+        if self.master_keys is not None:
+            return MasterKeyring.parse(self.master_keys.get_secret_value())
+        return generated_keyring(self.data_dir)
 
     @property
     def is_sqlite(self) -> bool:

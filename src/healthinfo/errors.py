@@ -12,13 +12,19 @@ Tree::
     ├── NotFound                 not-found
     ├── AlreadySubmitted         already-submitted
     ├── EditConflict             edit-conflict
+    ├── NotSubmitted             not-submitted
+    ├── IdempotencyKeyInUse      idempotency-key-in-use
+    ├── IdempotencyKeyReused     idempotency-key-reused
     ├── KitAlreadyClaimed        kit-already-claimed
+    ├── DeliveryNotDead          delivery-not-dead
     ├── VersionConflict          version-conflict
     ├── PreconditionRequired     precondition-required
     ├── ValidationFailed         validation-failed
     ├── MalformedRequest         malformed-request
     ├── PayloadTooLarge          payload-too-large
     ├── UnsupportedMediaType     unsupported-media-type
+    ├── RoomFull                 room-full
+    ├── RateLimited              rate-limited
     └── Unavailable              unavailable
 """
 
@@ -89,12 +95,57 @@ class AlreadySubmitted(DomainError):
         )
 
 
+class IdempotencyKeyInUse(DomainError):
+    code = "idempotency-key-in-use"
+    title = "Idempotency key in use"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is still being processed; retry soon."
+        )
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used for a different request; use a new key.")
+
+
+class NotSubmitted(DomainError):
+    """Amendments correct submitted data; data still in progress is edited normally."""
+
+    code = "not-submitted"
+    title = "Not submitted"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "Only submitted health information can be amended; edit it instead."
+        )
+
+
 class KitAlreadyClaimed(DomainError):
     code = "kit-already-claimed"
     title = "Kit already claimed"
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or "The kit is already claimed by another user.")
+
+
+class DeliveryNotDead(DomainError):
+    """Only a dead letter can be retried; a pending one is already being tried, a delivered one
+    is done."""
+
+    code = "delivery-not-dead"
+    title = "Delivery not dead-lettered"
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(f"The delivery is {state}; only dead deliveries can be retried.")
+
+    def extra(self) -> dict[str, Any]:
+        return {"state": self.state}
 
 
 class VersionConflict(DomainError):
@@ -175,6 +226,28 @@ class PayloadTooLarge(DomainError):
 class UnsupportedMediaType(DomainError):
     code = "unsupported-media-type"
     title = "Unsupported media type"
+
+
+class RoomFull(DomainError):
+    """A live connection (SSE or WebSocket) beyond the kit's room limit; members stay connected."""
+
+    code = "room-full"
+    title = "Room full"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"This kit already has {limit} live connections, the most it allows; try again later."
+        )
+
+
+class RateLimited(DomainError):
+    code = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Too many requests; retry after {retry_after} seconds.")
 
 
 class Unavailable(DomainError):

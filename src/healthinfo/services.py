@@ -10,11 +10,16 @@ from healthinfo.auth.tokens import TokenVerifier
 from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
+from healthinfo.crypto.keystore import KeyStore
+from healthinfo.forwarding.wiring import Forwarding
 from healthinfo.health_information.service import HealthInformationService
+from healthinfo.idempotency.store import IdempotencyStore
 from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.ratelimit import RateLimiter
 from healthinfo.infra.resilient_cache import ResilientCache
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
+from healthinfo.realtime.hub import RoomHub
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,5 +33,10 @@ class Services:
     questionnaires: QuestionnaireRegistry
     tokens: TokenVerifier
     metrics: Metrics
+    forwarding: Forwarding
+    hub: RoomHub
     cache: ResilientCache | None = None
+    idempotency: IdempotencyStore | None = None
+    rate_limiter: RateLimiter | None = None
+    keystore: KeyStore | None = None
     components: list[Lifecycle] = field(default_factory=list)

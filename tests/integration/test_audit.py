@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,6 +18,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from healthinfo.app import create_app
+from healthinfo.config import Settings
+from tests.conftest import open_client
 from tests.support.answers import COMPLETE
 from tests.support.tokens import auth
 
@@ -533,13 +537,40 @@ async def test_events_of_one_kit_are_not_listed_for_another(client: httpx.AsyncC
     assert not ours & theirs
 
 
-async def test_reads_leave_no_event(client: httpx.AsyncClient) -> None:
+async def test_reads_of_answers_are_audited(client: httpx.AsyncClient) -> None:
+    """Disclosing answers is audited (read auditing is on by default); listing metadata is not."""
     kit_id, owner = await saved_kit(client)
     before = await events(client, kit_id)
     await client.get(url(kit_id), headers=auth(owner))
+    await client.get(url(kit_id, "/history/1"), headers=auth(owner))
     await client.get(url(kit_id, "/history"), headers=auth(owner))
     await client.get(f"/v1/kits/{kit_id}/members", headers=auth(owner))
+    after = await events(client, kit_id)
+    new = after[: len(after) - len(before)]
+    assert [(e["action"], e["actor"], e["versionAfter"]) for e in new] == [
+        ("health-information.read", owner, 1),
+        ("health-information.read", owner, 1),
+    ]
+
+
+async def test_a_304_discloses_nothing_and_is_not_audited(client: httpx.AsyncClient) -> None:
+    kit_id, owner = await saved_kit(client)
+    before = await events(client, kit_id)
+    response = await client.get(url(kit_id), headers={**auth(owner), "If-None-Match": '"1"'})
+    assert response.status_code == 304
     assert await events(client, kit_id) == before
+
+
+async def test_reads_leave_no_event_when_read_auditing_is_off(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = create_app(make_settings(audit_reads=False))
+    async with app.router.lifespan_context(app), await open_client(app) as other:
+        kit_id, owner = await saved_kit(other)
+        before = await events(other, kit_id)
+        await other.get(url(kit_id), headers=auth(owner))
+        await other.get(url(kit_id, "/history/1"), headers=auth(owner))
+        assert await events(other, kit_id) == before
 
 
 # -- privacy ------------------------------------------------------------------------------

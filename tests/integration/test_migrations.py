@@ -68,3 +68,101 @@ async def test_models_and_migrations_agree(empty_engine: AsyncEngine) -> None:
     """Autogenerate finds nothing to do: no model change is missing a migration."""
     await migrate.upgrade(empty_engine)
     assert await migrate.pending_model_changes(empty_engine) == []
+
+
+async def test_the_hash_chain_migration_chains_events_written_before_it(
+    empty_engine: AsyncEngine,
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from healthinfo.audit import chain
+    from healthinfo.common.database import Engines
+    from healthinfo.common.uow import UnitOfWorkFactory
+
+    await migrate.upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as conn:
+        for i in range(3):
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
+                    " changed, outcome) VALUES (:e, :at, 'K', 'u', 'a', 'rest', '[]', 'ok')"
+                ),
+                {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
+            )
+    await migrate.upgrade(empty_engine)
+    uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
+    async with uows.read() as uow:
+        checked, broken = await chain.verify(uow, "K")
+    assert (checked, broken) == (3, None)
+
+
+async def test_the_encryption_migration_encrypts_old_rows_and_its_downgrade_decrypts(
+    empty_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from healthinfo.crypto.codec import EncryptedAnswerCodec
+    from healthinfo.crypto.keystore import KeyStore
+    from healthinfo.crypto.master_keys import MasterKeyring, new_key_spec
+
+    keystore_engines = create_engines(sqlite_url(tmp_path), pool_size=2, max_overflow=0, timeout=10)
+    keystore = KeyStore(keystore_engines, MasterKeyring.parse(new_key_spec("m1")))
+    codec = EncryptedAnswerCodec(keystore)
+    await migrate.upgrade(keystore_engines.write, location=migrate.KEYSTORE_MIGRATIONS_DIR)
+    await migrate.upgrade(empty_engine, "0005")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    plain = '{"heightCm":180}'
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO kits (kit_id, created_at) VALUES ('K', :now)"), {"now": now}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO health_information (kit_id, questionnaire_id, questionnaire_version,"
+                " status, answers, field_versions, version, created_at, updated_at, updated_by)"
+                " VALUES ('K', 'q', '1', 'in-progress', :a, '{}', 1, :now, :now, 'u')"
+            ),
+            {"a": plain, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO revisions (kit_id, version, status, answers, changed, at, by, channel)"
+                " VALUES ('K', 1, 'in-progress', :a, '[]', :now, 'u', 'rest')"
+            ),
+            {"a": plain, "now": now},
+        )
+
+    async def stored() -> list[str]:
+        async with empty_engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT answers FROM health_information UNION ALL SELECT answers FROM revisions"
+                )
+            )
+            return [r.answers for r in rows]
+
+    try:
+        await migrate.upgrade(empty_engine, codec=codec)
+        encrypted = await stored()
+        assert all(a.startswith("enc1:") for a in encrypted)
+        assert [await codec.decode("K", a) for a in encrypted] == [{"heightCm": 180}] * 2
+        await migrate.downgrade(empty_engine, "0005", codec=codec)
+        assert await stored() == [plain, plain]
+    finally:
+        await keystore_engines.dispose()
+
+
+async def test_key_store_migrations_go_up_down_and_up(empty_engine: AsyncEngine) -> None:
+    location = migrate.KEYSTORE_MIGRATIONS_DIR
+    await migrate.upgrade(empty_engine, location=location)
+    assert "data_keys" in await table_names(empty_engine)
+    await migrate.downgrade(empty_engine, "base", location=location)
+    assert "data_keys" not in await table_names(empty_engine)
+    await migrate.upgrade(empty_engine, location=location)
+    assert await migrate.current_revision(empty_engine, location=location) == migrate.head_revision(
+        location
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.tokens import TEST_SECRET
+from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
 
 
 def free_port() -> int:
@@ -21,8 +21,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def keystore_url_for(database_url: str) -> str:
+    """Servers on one database share one key store: beside the SQLite file, or in the same
+    PostgreSQL database (tables apart; production keeps it in a database of its own)."""
+    if database_url.startswith("sqlite"):
+        return database_url.removesuffix(".db") + "-keystore.db"
+    return database_url
+
+
 class ServerProcess:
-    def __init__(self, *, database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -30,6 +40,8 @@ class ServerProcess:
             "HEALTHINFO_DATABASE_URL": database_url,
             "HEALTHINFO_DATA_DIR": str(data_dir),
             "HEALTHINFO_JWT_SECRET": TEST_SECRET,
+            "HEALTHINFO_MASTER_KEYS": TEST_MASTER_KEYS,
+            "HEALTHINFO_KEYSTORE_URL": keystore_url_for(database_url),
             "HEALTHINFO_MIGRATE_ON_START": "true",
             "HEALTHINFO_ENVIRONMENT": "test",
             **(extra_env or {}),

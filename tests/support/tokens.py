@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from healthinfo.auth.tokens import mint_token
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+# Two master keys (k2 active) so that rotation and old keys are exercised by every run.
+TEST_MASTER_KEYS = (
+    "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8,k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
+)
 
 
 def token(sub: str, roles: Sequence[str] = (), ttl_seconds: int = 3600) -> str:

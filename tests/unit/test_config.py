@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from healthinfo.config import Settings, SettingsError, load_settings
+from healthinfo.crypto.master_keys import new_key_spec
 
 SECRET = "a-jwt-secret-that-is-long-enough-for-hs256-xyz"
 PG_URL = "postgresql+asyncpg://svc:pw@db.example:5432/healthinfo"
@@ -217,8 +218,43 @@ def test_production_with_a_key_source_is_accepted(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv("HEALTHINFO_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEALTHINFO_MASTER_KEYS", new_key_spec("k1"))
     monkeypatch.setenv(name, value)
     assert load_settings().environment == "production"
+
+
+def test_production_without_master_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(
+        monkeypatch, HEALTHINFO_ENVIRONMENT="production", HEALTHINFO_JWT_SECRET=SECRET
+    )
+    assert "HEALTHINFO_MASTER_KEYS" in message
+
+
+def test_production_on_postgresql_needs_a_key_store_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(
+        monkeypatch,
+        HEALTHINFO_ENVIRONMENT="production",
+        HEALTHINFO_JWT_SECRET=SECRET,
+        HEALTHINFO_MASTER_KEYS=new_key_spec("k1"),
+        HEALTHINFO_DATABASE_URL="postgresql+asyncpg://db/healthinfo",
+    )
+    assert "HEALTHINFO_KEYSTORE_URL" in message
+
+
+def test_a_malformed_master_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(monkeypatch, HEALTHINFO_MASTER_KEYS="k1:tooshort")
+    assert "HEALTHINFO_MASTER_KEYS" in message
+    assert "32 bytes" in message
+
+
+def test_a_flag_takes_a_percentage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHINFO_STRICT_PRECONDITIONS", "25%")
+    assert load_settings().strict_preconditions.percent == 25
+
+
+def test_a_malformed_flag_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(monkeypatch, HEALTHINFO_AUDIT_READS="sometimes")
+    assert "HEALTHINFO_AUDIT_READS" in message
 
 
 def test_overrides_are_validated_like_the_environment() -> None:

@@ -13,13 +13,16 @@ _DESCRIPTIONS = {
     401: "No token, bad signature or expired token (`unauthenticated`).",
     403: "The caller's role does not allow this action (`forbidden`).",
     404: "No such resource, or no access to the kit (`not-found`).",
-    409: "Conflict (`already-submitted`, `edit-conflict`, `kit-already-claimed`).",
+    409: (
+        "Conflict (`already-submitted`, `edit-conflict`, `kit-already-claimed`, "
+        "`delivery-not-dead`)."
+    ),
     412: "If-Match does not match the current version (`version-conflict`).",
     413: "Body over the configured limit (`payload-too-large`).",
     415: "Unsupported media type (`unsupported-media-type`).",
     422: "Validation failed (`validation-failed`).",
     428: "Strict mode: If-Match or baseVersion required (`precondition-required`).",
-    429: "Rate limited (`rate-limited`).",
+    429: "Rate limited (`rate-limited`), or a live route's room is full (`room-full`).",
     503: "Database unavailable (`unavailable`).",
 }
 

@@ -18,21 +18,28 @@ from starlette.responses import Response
 
 from healthinfo.errors import (
     AlreadySubmitted,
+    DeliveryNotDead,
     DomainError,
     EditConflict,
     FieldError,
     Forbidden,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     KitAlreadyClaimed,
     MalformedRequest,
     NotFound,
+    NotSubmitted,
     PayloadTooLarge,
     PreconditionRequired,
+    RateLimited,
+    RoomFull,
     Unauthenticated,
     Unavailable,
     UnsupportedMediaType,
     ValidationFailed,
     VersionConflict,
 )
+from healthinfo.infra.logging import request_log_fields
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)
@@ -45,11 +52,17 @@ STATUS: dict[type[DomainError], int] = {
     AlreadySubmitted: 409,
     EditConflict: 409,
     KitAlreadyClaimed: 409,
+    NotSubmitted: 409,
+    IdempotencyKeyInUse: 409,
+    IdempotencyKeyReused: 422,
+    DeliveryNotDead: 409,
     VersionConflict: 412,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     ValidationFailed: 422,
     PreconditionRequired: 428,
+    RoomFull: 429,
+    RateLimited: 429,
     Unavailable: 503,
 }
 
@@ -61,6 +74,11 @@ def status_of(error: DomainError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+def close_code(error: DomainError) -> int:
+    """The WebSocket close code for a refused connection: 4000 + the HTTP status (4404, 4429…)."""
+    return 4000 + status_of(error)
 
 
 def problem_body(
@@ -114,9 +132,16 @@ def request_id_of(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def problem_for(request: Request, error: DomainError) -> Response:
+    """The problem response for a domain error, as the exception handlers send it."""
+    return _response_for(request, error)
+
+
 def _response_for(request: Request, error: DomainError) -> Response:
     body = domain_problem(error, instance=request.url.path, request_id=request_id_of(request))
     headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="healthinfo"'
     if isinstance(error, VersionConflict | EditConflict) and error.current_version is not None:
@@ -173,7 +198,12 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    logger.error("request.unhandled_exception", extra={"exc_type": type(exc).__name__})
+    # The frames, never the message (infra/logging.py): a message can quote a stored value.
+    logger.error(
+        "request.unhandled_exception",
+        exc_info=exc,
+        extra={"exc_type": type(exc).__name__, **request_log_fields(request.scope)},
+    )
     body = problem_body(
         status=500,
         code="internal-error",

@@ -16,6 +16,7 @@ from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.common.context import RequestContext
 from healthinfo.common.uow import UnitOfWork, UnitOfWorkFactory
 from healthinfo.errors import DomainError, Unavailable
+from healthinfo.infra.metrics import Metrics
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -24,9 +25,12 @@ REFUSED_PREFIX = "refused:"
 
 
 class WriteRunner:
-    def __init__(self, *, uows: UnitOfWorkFactory, audit: AuditLog) -> None:
+    def __init__(
+        self, *, uows: UnitOfWorkFactory, audit: AuditLog, metrics: Metrics | None = None
+    ) -> None:
         self._uows = uows
         self._audit = audit
+        self._metrics = metrics
 
     async def run(
         self,
@@ -39,12 +43,24 @@ class WriteRunner:
         """Commit ``operation``'s work; on a domain refusal, audit it and re-raise."""
         try:
             async with self._uows.write() as uow:
-                return await operation(uow)
+                result = await operation(uow)
         except Unavailable:
+            self._count(action, "unavailable")
             raise
         except DomainError as exc:
+            self._count(action, exc.code)
             await self._record_refusal(ctx, action, kit_id, exc)
             raise
+        except Exception:
+            self._count(action, "error")
+            raise
+        self._count(action, "ok")
+        return result
+
+    def _count(self, action: str, outcome: str) -> None:
+        """``health_information_writes_total``: ok, a refusal's code, unavailable or error."""
+        if self._metrics is not None:
+            self._metrics.writes.labels(action, outcome).inc()
 
     async def _record_refusal(
         self, ctx: RequestContext, action: str, kit_id: str, exc: DomainError
@@ -56,3 +72,5 @@ class WriteRunner:
         except Exception:
             # The client gets the original refusal either way; an operator gets an alert.
             logger.exception("audit.refusal_write_failed")
+            if self._metrics is not None:
+                self._metrics.audit_failures.inc()

@@ -18,6 +18,7 @@ class AuditEventDoc(Document):
     outcome: str
     client_address: str | None
     user_agent: str | None
+    reason: str | None = None
 
 
 class AuditEventList(Document):

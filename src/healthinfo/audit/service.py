@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from healthinfo.audit import chain
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
@@ -30,6 +31,7 @@ class AuditEntry:
     version_before: int | None = None
     version_after: int | None = None
     changed: Sequence[str] = ()
+    reason: str | None = None
 
 
 class AuditLog:
@@ -38,23 +40,24 @@ class AuditLog:
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
-        uow.session.add(
-            AuditEvent(
-                event_id=str(uuid.uuid4()),
-                at=self._clock(),
-                kit_id=entry.kit_id,
-                actor=ctx.actor.user_id,
-                action=entry.action,
-                channel=ctx.channel.value,
-                request_id=ctx.request_id,
-                version_before=entry.version_before,
-                version_after=entry.version_after,
-                changed=sorted(entry.changed),
-                outcome=entry.outcome,
-                client_address=ctx.client_address,
-                user_agent=(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
-            )
+        event = AuditEvent(
+            event_id=str(uuid.uuid4()),
+            at=self._clock(),
+            kit_id=entry.kit_id,
+            actor=ctx.actor.user_id,
+            action=entry.action,
+            channel=ctx.channel.value,
+            request_id=ctx.request_id,
+            version_before=entry.version_before,
+            version_after=entry.version_after,
+            changed=sorted(entry.changed),
+            outcome=entry.outcome,
+            client_address=ctx.client_address,
+            user_agent=(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
+            reason=entry.reason,
         )
+        await chain.append(uow, event)
+        uow.session.add(event)
         await uow.session.flush()
 
     async def list_for_kit(
@@ -86,4 +89,5 @@ def audit_event_dict(event: AuditEvent) -> dict[str, object]:
         "outcome": event.outcome,
         "clientAddress": event.client_address,
         "userAgent": event.user_agent,
+        "reason": event.reason,
     }

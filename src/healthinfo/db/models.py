@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -135,6 +136,26 @@ class Revision(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
 
 
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the response it got, scoped to the user who sent it.
+
+    ``state`` is ``processing`` (a lease until ``locked_until``) or ``done``; the response is
+    stored in the same transaction as the write it answers.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    locked_until: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, Any] | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+
 class AuditEvent(Base):
     """Append-only record of every write and refused write; question ids, never values.
 
@@ -159,3 +180,56 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(64))
     client_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The newest link of each kit's audit hash chain, locked by whoever appends to it."""
+
+    __tablename__ = "audit_chain_heads"
+
+    kit_id: Mapped[str] = mapped_column(String(KIT_ID_LENGTH), primary_key=True)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(Integer)
+
+
+class OutboxEvent(Base):
+    """An event for the lab's API, written in the same transaction as the change it reports.
+
+    ``payload`` is the exact request body, fixed when the event is recorded (text made by
+    ``forwarding.outbox.encode_payload`` and passed through the payload codec), so answers
+    stored later can never change what is sent. ``kit_sequence`` numbers a kit's events 1, 2,
+    3…: event n+1 is sent only after event n was delivered. The retry state (``attempts``,
+    ``next_attempt_at``) and the claim (``lease_owner`` until ``leased_until``) live here, so
+    they survive a crash of any process. ``state`` is ``pending``, ``delivered`` or ``dead``.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        UniqueConstraint("kit_id", "kit_sequence", name="uq_outbox_events_kit_id_kit_sequence"),
+        Index("ix_outbox_events_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_events_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    kit_id: Mapped[str] = mapped_column(ForeignKey("kits.kit_id", ondelete="CASCADE"))
+    kit_sequence: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime]
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    first_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    dead_at: Mapped[datetime | None]

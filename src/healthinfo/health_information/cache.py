@@ -16,6 +16,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from healthinfo.common.flags import ON, Rollout
+from healthinfo.crypto.keystore import KeyDestroyed
 from healthinfo.health_information.codec import AnswerCodec
 from healthinfo.health_information.model import HealthInformationState, Status
 from healthinfo.infra.cache import CacheEntry
@@ -30,9 +32,15 @@ class HealthInformationCache:
     """``None`` as the cache turns caching off (every lookup a miss, nothing stored)."""
 
     def __init__(
-        self, cache: ResilientCache | None, *, codec: AnswerCodec, metrics: Metrics
+        self,
+        cache: ResilientCache | None,
+        *,
+        codec: AnswerCodec,
+        metrics: Metrics,
+        rollout: Rollout = ON,
     ) -> None:
         self._cache = cache
+        self._rollout = rollout
         self._codec = codec
         self._metrics = metrics
 
@@ -43,30 +51,30 @@ class HealthInformationCache:
     async def lookup(
         self, kit_id: str, *, version: int, created_at: datetime
     ) -> HealthInformationState | None:
-        if self._cache is None:
+        if self._cache is None or not self._rollout.enabled_for("cache", kit_id):
             return None
         entry = await self._cache.get(KEY_PREFIX + kit_id)
-        state = self._decode(kit_id, entry) if entry and entry.version == version else None
+        state = await self._decode(kit_id, entry) if entry and entry.version == version else None
         if state is not None and state.created_at != created_at:
             state = None
         self._metrics.record_cache_lookup(hit=state is not None)
         return state
 
     async def remember(self, state: HealthInformationState) -> None:
-        if self._cache is None:
+        if self._cache is None or not self._rollout.enabled_for("cache", state.kit_id):
             return
-        entry = CacheEntry(state.version, self._encode(state))
+        entry = CacheEntry(state.version, await self._encode(state))
         if await self._cache.put_if_newer(KEY_PREFIX + state.kit_id, entry):
             self._metrics.cache_fills.inc()
 
     async def forget(self, kit_id: str) -> bool:
         return True if self._cache is None else await self._cache.delete(KEY_PREFIX + kit_id)
 
-    def _encode(self, state: HealthInformationState) -> bytes:
+    async def _encode(self, state: HealthInformationState) -> bytes:
         document = {
             "q": [state.questionnaire_id, state.questionnaire_version],
             "s": state.status.value,
-            "a": self._codec.encode(state.kit_id, state.answers),
+            "a": await self._codec.encode(state.kit_id, state.answers),
             "c": state.created_at.isoformat(),
             "u": state.updated_at.isoformat(),
             "b": state.updated_by,
@@ -75,7 +83,7 @@ class HealthInformationCache:
         }
         return json.dumps(document, separators=(",", ":")).encode()
 
-    def _decode(self, kit_id: str, entry: CacheEntry) -> HealthInformationState | None:
+    async def _decode(self, kit_id: str, entry: CacheEntry) -> HealthInformationState | None:
         try:
             doc: dict[str, Any] = json.loads(entry.payload)
             return HealthInformationState(
@@ -83,7 +91,7 @@ class HealthInformationCache:
                 questionnaire_id=doc["q"][0],
                 questionnaire_version=doc["q"][1],
                 status=Status(doc["s"]),
-                answers=self._codec.decode(kit_id, doc["a"]),
+                answers=await self._codec.decode(kit_id, doc["a"]),
                 version=entry.version,
                 created_at=datetime.fromisoformat(doc["c"]),
                 updated_at=datetime.fromisoformat(doc["u"]),
@@ -91,6 +99,6 @@ class HealthInformationCache:
                 submitted_at=datetime.fromisoformat(doc["t"]) if doc["t"] else None,
                 field_versions={str(k): int(v) for k, v in doc["f"].items()},
             )
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, KeyDestroyed):
             self._metrics.cache_errors.labels("garbage").inc()
             return None

@@ -39,7 +39,7 @@ class HealthInformationRepository:
             questionnaire_id=row.questionnaire_id,
             questionnaire_version=row.questionnaire_version,
             status=Status(row.status),
-            answers=self._codec.decode(kit_id, row.answers),
+            answers=await self._codec.decode(kit_id, row.answers),
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -50,13 +50,13 @@ class HealthInformationRepository:
 
     async def insert_first(self, uow: UnitOfWork, state: HealthInformationState) -> bool:
         """Create version 1; False when a concurrent writer created it first."""
-        return await insert_if_absent(uow, CURRENT, self._row(state))
+        return await insert_if_absent(uow, CURRENT, await self._row(state))
 
     async def update_if_version(
         self, uow: UnitOfWork, state: HealthInformationState, *, expected_version: int
     ) -> bool:
         """The optimistic lock: one conditional UPDATE whose row count decides who won."""
-        values = self._row(state)
+        values = await self._row(state)
         del values["kit_id"], values["created_at"]
         result = await uow.session.execute(
             update(CURRENT)
@@ -79,7 +79,7 @@ class HealthInformationRepository:
                 kit_id=state.kit_id,
                 version=state.version,
                 status=state.status.value,
-                answers=self._codec.encode(state.kit_id, state.answers),
+                answers=await self._codec.encode(state.kit_id, state.answers),
                 changed=changed,
                 at=state.updated_at,
                 by=state.updated_by,
@@ -94,7 +94,7 @@ class HealthInformationRepository:
                 REVISIONS.c.kit_id == kit_id, REVISIONS.c.version == version
             )
         )
-        return None if stored is None else self._codec.decode(kit_id, stored)
+        return None if stored is None else await self._codec.decode(kit_id, stored)
 
     async def get_revision(
         self, uow: UnitOfWork, kit_id: str, version: int, *, created_at: datetime
@@ -114,7 +114,7 @@ class HealthInformationRepository:
             questionnaire_id="",
             questionnaire_version="",
             status=Status(row.status),
-            answers=self._codec.decode(kit_id, row.answers),
+            answers=await self._codec.decode(kit_id, row.answers),
             version=row.version,
             created_at=created_at,
             updated_at=row.at,
@@ -141,6 +141,24 @@ class HealthInformationRepository:
             for r in rows
         ]
 
+    async def all_revisions(self, uow: UnitOfWork, kit_id: str) -> list[dict[str, Any]]:
+        """Every revision with its answers, oldest first: for exports."""
+        rows = await uow.session.execute(
+            select(REVISIONS).where(REVISIONS.c.kit_id == kit_id).order_by(REVISIONS.c.version)
+        )
+        return [
+            {
+                "version": r.version,
+                "status": r.status,
+                "at": r.at,
+                "by": r.by,
+                "channel": r.channel,
+                "changed": list(r.changed),
+                "answers": await self._codec.decode(kit_id, r.answers),
+            }
+            for r in rows
+        ]
+
     async def delete_all(self, uow: UnitOfWork, kit_id: str) -> None:
         await uow.session.execute(delete(REVISIONS).where(REVISIONS.c.kit_id == kit_id))
         await uow.session.execute(delete(CURRENT).where(CURRENT.c.kit_id == kit_id))
@@ -158,13 +176,13 @@ class HealthInformationRepository:
         )
         return at
 
-    def _row(self, state: HealthInformationState) -> dict[str, Any]:
+    async def _row(self, state: HealthInformationState) -> dict[str, Any]:
         return {
             "kit_id": state.kit_id,
             "questionnaire_id": state.questionnaire_id,
             "questionnaire_version": state.questionnaire_version,
             "status": state.status.value,
-            "answers": self._codec.encode(state.kit_id, state.answers),
+            "answers": await self._codec.encode(state.kit_id, state.answers),
             "field_versions": state.field_versions,
             "version": state.version,
             "created_at": state.created_at,

@@ -18,17 +18,21 @@ from healthinfo.api.deps import (
     ServicesDep,
     read_json_object,
 )
+from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
 from healthinfo.api.responses import json_response, representation
+from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.health_information.preconditions import etag, if_none_match_hits
 from healthinfo.health_information.schemas import (
+    Amendment,
     HealthInformationDoc,
     PatchAnswers,
     ReplaceAnswers,
     RevisionList,
 )
-from healthinfo.health_information.service import SAVE, SUBMIT
+from healthinfo.health_information.service import AMEND, ERASE, READ, SAVE, SUBMIT
+from healthinfo.services import Services
 
 router = APIRouter(tags=["health information"])
 PATH = "/kits/{kitId}/health-information"
@@ -49,13 +53,27 @@ IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
     },
 )
 async def get_health_information(
-    kit_id: KitId, actor: ActorDep, svc: ServicesDep, if_none_match: IfNoneMatch = None
+    kit_id: KitId, ctx: ContextDep, svc: ServicesDep, if_none_match: IfNoneMatch = None
 ) -> Response:
     async with svc.uows.read() as uow:
-        state = await svc.health_information.get(uow, actor, kit_id)
+        state = await svc.health_information.get(uow, ctx.actor, kit_id)
     if if_none_match is not None and if_none_match_hits(if_none_match, state.version):
         return Response(status_code=304, headers={"ETag": etag(state.version)})
+    await audit_read(svc, ctx, kit_id, state.version)
     return representation(state)
+
+
+async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: int) -> None:
+    """Answers are about to be disclosed: audit it first (when read auditing is on)."""
+    if svc.health_information.audits_reads(kit_id):
+        await svc.writes.run(
+            ctx,
+            action=READ,
+            kit_id=kit_id,
+            operation=lambda uow: svc.health_information.record_read(
+                uow, ctx, kit_id, version=version
+            ),
+        )
 
 
 @router.put(
@@ -77,10 +95,13 @@ async def put_health_information(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     body = ReplaceAnswers.parse(await read_json_object(request))
-    result = await svc.writes.run(
+    return await run_write(
+        request,
         ctx,
+        svc,
         action=SUBMIT if body.submitted else SAVE,
         kit_id=kit_id,
+        render=lambda result: representation(result.state, status=201 if result.created else 200),
         operation=lambda uow: svc.health_information.replace(
             uow,
             ctx,
@@ -92,7 +113,6 @@ async def put_health_information(
             base_version=body.base_version,
         ),
     )
-    return representation(result.state, status=201 if result.created else 200)
 
 
 @router.patch(
@@ -105,15 +125,17 @@ async def patch_health_information(
     kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep, if_match: IfMatch = None
 ) -> Response:
     body = PatchAnswers.parse(await read_json_object(request, media_types=(MERGE_PATCH, JSON)))
-    result = await svc.writes.run(
+    return await run_write(
+        request,
         ctx,
+        svc,
         action=SAVE,
         kit_id=kit_id,
+        render=lambda result: representation(result.state),
         operation=lambda uow: svc.health_information.patch(
             uow, ctx, kit_id, body.answers, if_match=if_match, base_version=body.base_version
         ),
     )
-    return representation(result.state)
 
 
 @router.post(
@@ -122,15 +144,17 @@ async def patch_health_information(
     responses={**ok(HealthInformationDoc, "Submitted."), **problems(*WRITE_ERRORS)},
 )
 async def submit_health_information(
-    kit_id: KitId, ctx: ContextDep, svc: ServicesDep, if_match: IfMatch = None
+    kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep, if_match: IfMatch = None
 ) -> Response:
-    result = await svc.writes.run(
+    return await run_write(
+        request,
         ctx,
+        svc,
         action=SUBMIT,
         kit_id=kit_id,
+        render=lambda result: representation(result.state),
         operation=lambda uow: svc.health_information.submit(uow, ctx, kit_id, if_match=if_match),
     )
-    return representation(result.state)
 
 
 @router.get(
@@ -160,9 +184,49 @@ async def list_history(
 async def get_history_version(
     kit_id: KitId,
     version: Annotated[int, Path(ge=1, le=2**31 - 1)],
-    actor: ActorDep,
+    ctx: ContextDep,
     svc: ServicesDep,
 ) -> Response:
     async with svc.uows.read() as uow:
-        state = await svc.health_information.get_version(uow, actor, kit_id, version)
+        state = await svc.health_information.get_version(uow, ctx.actor, kit_id, version)
+    await audit_read(svc, ctx, kit_id, state.version)
     return representation(state)
+
+
+@router.post(
+    PATH + "/amendments",
+    summary="Amend submitted answers (admin): a new `amended` version, the reason audited",
+    openapi_extra=json_body(Amendment),
+    responses={**ok(HealthInformationDoc, "Amended."), **problems(*WRITE_ERRORS)},
+)
+async def amend_health_information(
+    kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep, if_match: IfMatch = None
+) -> Response:
+    body = Amendment.parse(await read_json_object(request))
+    return await run_write(
+        request,
+        ctx,
+        svc,
+        action=AMEND,
+        kit_id=kit_id,
+        render=lambda result: representation(result.state),
+        operation=lambda uow: svc.health_information.amend(
+            uow, ctx, kit_id, body.answers, reason=body.reason, if_match=if_match
+        ),
+    )
+
+
+@router.delete(
+    PATH,
+    summary="Erase the answers and their history (owner or admin); the erasure stays audited",
+    status_code=204,
+    responses=problems(401, 403, 404, 422, 503),
+)
+async def erase_health_information(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Response:
+    await svc.writes.run(
+        ctx,
+        action=ERASE,
+        kit_id=kit_id,
+        operation=lambda uow: svc.health_information.erase(uow, ctx, kit_id),
+    )
+    return Response(status_code=204)

@@ -24,6 +24,13 @@ class PatchAnswers(StrictRequest):
     base_version: int | None = Field(default=None, ge=0)
 
 
+class Amendment(StrictRequest):
+    """An admin's correction of submitted answers (merge patch), with the reason for it."""
+
+    answers: dict[str, JsonValue]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class QuestionnaireRef(Document):
     id: str
     version: str

@@ -18,17 +18,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from healthinfo.audit.service import OK, AuditEntry, AuditLog
+from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import Permission
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
+from healthinfo.common.flags import OFF, ON, Rollout
 from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.errors import (
     AlreadySubmitted,
     FieldError,
+    Forbidden,
     NotFound,
+    NotSubmitted,
     PreconditionRequired,
     Unavailable,
     ValidationFailed,
@@ -58,7 +61,19 @@ from healthinfo.questionnaires.validation import missing_required, validate_answ
 
 SAVE = "health-information.save"
 SUBMIT = "health-information.submit"
+AMEND = "health-information.amend"
+READ = "health-information.read"
+ERASE = "health-information.erase"
 UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFlags:
+    """Feature flags the service consults per kit (see common/flags.py)."""
+
+    strict_preconditions: Rollout = OFF
+    audit_reads: Rollout = OFF
+    amendments: Rollout = ON
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +99,13 @@ class TransactionalListener(Protocol):
     async def __call__(self, uow: UnitOfWork, event: ChangeEvent) -> None: ...
 
 
+ErasureHook = Callable[[UnitOfWork, str], Awaitable[None]]
+
+
+async def _forget(cache: HealthInformationCache, kit_id: str) -> None:
+    await cache.forget(kit_id)
+
+
 # Computes the new answers from the current state (None before the first save).
 Planner = Callable[[HealthInformationState | None], Awaitable[Answers]]
 
@@ -96,7 +118,7 @@ class HealthInformationService:
         repository: HealthInformationRepository,
         questionnaire: Questionnaire,
         audit: AuditLog,
-        strict_preconditions: bool = False,
+        flags: ServiceFlags | None = None,
         retry_attempts: int = 50,
         cache: HealthInformationCache | None = None,
         listeners: Sequence[ChangeListener] = (),
@@ -107,12 +129,17 @@ class HealthInformationService:
         self._repo = repository
         self._questionnaire = questionnaire
         self._audit = audit
-        self._strict = strict_preconditions
+        self._flags = flags or ServiceFlags()
         self._attempts = retry_attempts
         self._cache = cache
         self._listeners = list(listeners)
         self._transactional_listeners = list(transactional_listeners)
+        self._erasure_hooks: list[ErasureHook] = []
         self._clock = clock
+
+    @property
+    def repository(self) -> HealthInformationRepository:
+        return self._repo
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -302,6 +329,82 @@ class HealthInformationService:
             uow, ctx, kit_id, plan, incoming={}, submit=True, if_match=if_match, base_version=None
         )
 
+    async def amend(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        patch: Mapping[str, Any],
+        *,
+        reason: str,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """Correct submitted data (admin only): a new ``amended`` version, audited with a reason.
+
+        The submitted version stays in the history untouched: amendments append, never rewrite.
+        """
+        await self._kits.authorize(uow, ctx.actor, kit_id, Permission.AMEND)
+        if not self._flags.amendments.enabled_for("amendments", kit_id):
+            raise Forbidden("Amendments are not enabled for this kit yet.")
+        for _attempt in range(self._attempts):
+            current = await self._existing(uow, kit_id)
+            if not current.status.is_final:
+                raise NotSubmitted()
+            if if_match is not None and not if_match_satisfied(if_match, current.version):
+                raise VersionConflict(current.version, if_match.strip())
+            self._validate(
+                without_nulls(patch), [k for k, v in patch.items() if v is None], None, current
+            )
+            answers = apply_merge_patch(current.answers, patch)
+            changed = changed_ids(current.answers, answers)
+            if not changed:
+                return WriteResult(current, False, False, [], current.version)
+            if missing := missing_required(self._questionnaire, answers):
+                raise ValidationFailed(missing, "An amendment must keep every required answer.")
+            state = dataclasses.replace(
+                self._next_state(ctx, kit_id, current, answers, changed, submit=False),
+                status=Status.AMENDED,
+                submitted_at=current.submitted_at,
+            )
+            if await self._repo.update_if_version(uow, state, expected_version=current.version):
+                await self._record(uow, ctx, current, state, changed, AMEND, reason=reason)
+                return WriteResult(state, False, True, changed, current.version)
+        raise Unavailable("The kit's answers are changing too quickly; try again.")
+
+    async def erase(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> int:
+        """Erase a kit's answers and their whole history; the audit trail keeps the erasure.
+
+        Returns the version that was erased. The kit, its owner and members remain.
+        """
+        await self._kits.authorize(uow, ctx.actor, kit_id, Permission.ERASE)
+        current = await self._existing(uow, kit_id)
+        await self._repo.delete_all(uow, kit_id)
+        entry = AuditEntry(
+            action=ERASE, kit_id=kit_id, version_before=current.version, version_after=None
+        )
+        await self._audit.record(uow, ctx, entry)
+        for hook in self._erasure_hooks:
+            await hook(uow, kit_id)
+        if self._cache is not None:
+            cache = self._cache
+            uow.after_commit(lambda: _forget(cache, kit_id))
+        return current.version
+
+    async def record_read(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, version: int | None
+    ) -> None:
+        """Audit a disclosure of health data (a read), when read auditing is on."""
+        if self.audits_reads(kit_id):
+            entry = AuditEntry(action=READ, kit_id=kit_id, version_after=version)
+            await self._audit.record(uow, ctx, entry)
+
+    def audits_reads(self, kit_id: str) -> bool:
+        return self._flags.audit_reads.enabled_for("audit_reads", kit_id)
+
+    def add_erasure_hook(self, hook: ErasureHook) -> None:
+        """Run inside the erasure's transaction (cancel pending forwarding, destroy keys)."""
+        self._erasure_hooks.append(hook)
+
     async def _write(
         self,
         uow: UnitOfWork,
@@ -317,7 +420,8 @@ class HealthInformationService:
         base_version: int | None,
     ) -> WriteResult:
         await self._kits.authorize_write(uow, ctx, kit_id)
-        if self._strict and if_match is None and base_version is None:
+        strict = self._flags.strict_preconditions.enabled_for("strict_preconditions", kit_id)
+        if strict and if_match is None and base_version is None:
             raise PreconditionRequired()
         for _attempt in range(self._attempts):
             current = await self._repo.get(uow, kit_id)
@@ -395,16 +499,39 @@ class HealthInformationService:
         )
         if not won:
             return None
+        await self._record(uow, ctx, current, state, changed, action, submitted=submit)
+        version_before = current.version if current else None
+        return WriteResult(state, current is None, True, changed, version_before)
+
+    async def _record(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        current: HealthInformationState | None,
+        state: HealthInformationState,
+        changed: list[str],
+        action: str,
+        *,
+        submitted: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        """What every accepted version writes besides itself: revision, audit, events."""
         await self._repo.add_revision(
             uow, state, changed=changed, channel=ctx.channel.value, request_id=ctx.request_id
         )
-        await self._audit_write(uow, ctx, action, kit_id, current, state, changed, OK)
-        event = ChangeEvent(state, changed, ctx.channel.value, submit, ctx.request_id)
+        entry = AuditEntry(
+            action=action,
+            kit_id=state.kit_id,
+            version_before=current.version if current else None,
+            version_after=state.version,
+            changed=changed,
+            reason=reason,
+        )
+        await self._audit.record(uow, ctx, entry)
+        event = ChangeEvent(state, changed, ctx.channel.value, submitted, ctx.request_id)
         for in_transaction in self._transactional_listeners:
             await in_transaction(uow, event)
         self._notify_after_commit(uow, event)
-        version_before = current.version if current else None
-        return WriteResult(state, current is None, True, changed, version_before)
 
     def _next_state(
         self,

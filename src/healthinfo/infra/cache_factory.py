@@ -9,7 +9,7 @@ from healthinfo.infra.resilient_cache import CircuitBreaker, ResilientCache
 
 
 def build_cache(settings: Settings, metrics: Metrics) -> ResilientCache | None:
-    if not settings.cache_enabled:
+    if not settings.cache_enabled.anywhere:
         return None
     inner: Cache = (
         RedisCache(

@@ -66,6 +66,17 @@ class Metrics:
         self.cache_hit_ratio = Gauge(
             "cache_hit_ratio", "Hits / (hits + misses) since start.", registry=r
         )
+        self.ratelimit_refused = Counter(
+            "ratelimit_refused_total",
+            "Requests refused by rate limits, by route class and key.",
+            ["route_class", "key"],
+            registry=r,
+        )
+        self.ratelimit_errors = Counter(
+            "ratelimit_errors_total",
+            "Rate-limit storage errors (fell back to in-process counts).",
+            registry=r,
+        )
         self.audit_failures = Counter(
             "audit_write_failures_total", "Audit events that could not be written.", registry=r
         )

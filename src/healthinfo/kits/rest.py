@@ -16,12 +16,13 @@ from healthinfo.api.deps import (
     ServicesDep,
     read_json_object,
 )
+from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
 from healthinfo.api.responses import json_response
 from healthinfo.common.clock import to_rfc3339
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.kits.schemas import ClaimDoc, MemberDoc, MemberList, MemberRole
-from healthinfo.kits.service import Member
+from healthinfo.kits.service import ClaimResult, Member
 
 router = APIRouter(tags=["kits"])
 UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
@@ -45,13 +46,19 @@ def _member(member: Member) -> dict[str, object]:
         **problems(401, 409, 422, 503),
     },
 )
-async def claim_kit(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Response:
-    result = await svc.writes.run(
+async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
+    return await run_write(
+        request,
         ctx,
+        svc,
         action="kit.claim",
         kit_id=kit_id,
+        render=_claim_response,
         operation=lambda uow: svc.kits.claim(uow, ctx, kit_id),
     )
+
+
+def _claim_response(result: ClaimResult) -> Response:
     body = {
         "kitId": result.kit_id,
         "ownerId": result.owner_id,
@@ -93,13 +100,15 @@ async def put_member(
     kit_id: KitId, user_id: UserId, request: Request, ctx: ContextDep, svc: ServicesDep
 ) -> Response:
     body = MemberRole.parse(await read_json_object(request))
-    member, created = await svc.writes.run(
+    return await run_write(
+        request,
         ctx,
+        svc,
         action="kit.member.put",
         kit_id=kit_id,
+        render=lambda result: json_response(_member(result[0]), status=201 if result[1] else 200),
         operation=lambda uow: svc.kits.put_member(uow, ctx, kit_id, user_id, body.role),
     )
-    return json_response(_member(member), status=201 if created else 200)
 
 
 @router.delete(

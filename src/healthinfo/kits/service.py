@@ -139,6 +139,23 @@ class KitService:
             await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
         return claimed_now
 
+    async def assign_owner_if_unclaimed(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, owner_id: str
+    ) -> bool:
+        """Give an unclaimed kit to a known user (admin only: the legacy import); audited."""
+        await self.authorize(uow, ctx.actor, kit_id, Permission.MANAGE_MEMBERS)
+        await self._ensure_kit(uow, kit_id)
+        result = await uow.session.execute(
+            update(KITS)
+            .where(KITS.c.kit_id == kit_id, KITS.c.owner_id.is_(None))
+            .values(owner_id=owner_id, claimed_at=self._clock())
+        )
+        assigned = rowcount(result) == 1
+        if assigned:
+            entry = AuditEntry(action="kit.assign-owner", kit_id=kit_id, changed=(owner_id,))
+            await self._audit.record(uow, ctx, entry)
+        return assigned
+
     async def list_members(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, *, limit: int, cursor: str | None
     ) -> Page[Member]:

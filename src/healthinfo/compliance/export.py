@@ -1,0 +1,88 @@
+"""Everything stored about a kit, as one JSON document (GDPR articles 15 and 20).
+
+The export is itself a disclosure of health data, so it is audited (``kit.export``) in the
+same transaction that reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+
+from healthinfo.audit.service import AuditEntry, AuditLog, audit_event_dict
+from healthinfo.auth.access import Permission
+from healthinfo.common.clock import Clock, to_rfc3339, utc_now
+from healthinfo.common.context import RequestContext
+from healthinfo.common.uow import UnitOfWork
+from healthinfo.db.models import AuditEvent, Kit, KitMember
+from healthinfo.health_information.repository import HealthInformationRepository
+from healthinfo.kits.service import KitService
+
+KITS = cast(Table, Kit.__table__)
+MEMBERS = cast(Table, KitMember.__table__)
+EXPORT = "kit.export"
+FORMAT = "healthinfo.kit-export/1"
+
+
+class KitExporter:
+    def __init__(
+        self,
+        *,
+        kits: KitService,
+        repository: HealthInformationRepository,
+        audit: AuditLog,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._kits = kits
+        self._repo = repository
+        self._audit = audit
+        self._clock = clock
+
+    async def export(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> dict[str, Any]:
+        access = await self._kits.authorize(uow, ctx.actor, kit_id, Permission.EXPORT)
+        await self._audit.record(uow, ctx, AuditEntry(action=EXPORT, kit_id=kit_id))
+        kit = (await uow.session.execute(select(KITS).where(KITS.c.kit_id == kit_id))).first()
+        current = await self._repo.get(uow, kit_id)
+        return {
+            "format": FORMAT,
+            "kitId": kit_id,
+            "exportedAt": to_rfc3339(self._clock()),
+            "exportedBy": ctx.actor.user_id,
+            "kit": {
+                "ownerId": access.owner_id,
+                "claimedAt": _time(kit.claimed_at) if kit else None,
+                "createdAt": _time(kit.created_at) if kit else None,
+            },
+            "members": await self._members(uow, kit_id),
+            "healthInformation": current.to_representation() if current else None,
+            "history": [
+                {**revision, "at": to_rfc3339(revision["at"])}
+                for revision in await self._repo.all_revisions(uow, kit_id)
+            ],
+            "auditEvents": await self._audit_events(uow, kit_id),
+        }
+
+    async def _members(self, uow: UnitOfWork, kit_id: str) -> list[dict[str, Any]]:
+        rows = await uow.session.execute(
+            select(MEMBERS).where(MEMBERS.c.kit_id == kit_id).order_by(MEMBERS.c.user_id)
+        )
+        return [
+            {
+                "userId": r.user_id,
+                "role": r.role,
+                "addedAt": _time(r.added_at),
+                "addedBy": r.added_by,
+            }
+            for r in rows
+        ]
+
+    async def _audit_events(self, uow: UnitOfWork, kit_id: str) -> list[dict[str, object]]:
+        events = await uow.session.scalars(
+            select(AuditEvent).where(AuditEvent.kit_id == kit_id).order_by(AuditEvent.id)
+        )
+        return [audit_event_dict(event) for event in events]
+
+
+def _time(value: Any) -> str | None:
+    return to_rfc3339(value) if value is not None else None

@@ -1,0 +1,1 @@
+"""Encryption at rest: per-kit data keys, wrapped by master keys, kept in a separate key store."""

@@ -1,0 +1,57 @@
+"""REST adapter for the admin routes of forwarding: list deliveries, retry a dead letter."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from healthinfo.api.deps import ActorDep, ContextDep, Cursor, Limit, ServicesDep
+from healthinfo.api.openapi import ok, problems
+from healthinfo.api.responses import json_response
+from healthinfo.common.pagination import DEFAULT_LIMIT
+from healthinfo.forwarding.schemas import DeliveryDoc, DeliveryList, DeliveryState
+
+router = APIRouter(tags=["forwarding"])
+
+StateQuery = Annotated[DeliveryState | None, Query(description="Only deliveries in this state.")]
+DeliveryId = Annotated[
+    str, Path(alias="id", min_length=1, max_length=64, description="The delivery's event id.")
+]
+
+
+@router.get(
+    "/admin/deliveries",
+    summary="Deliveries to the lab's API, newest first (admin)",
+    responses={**ok(DeliveryList, "A page of deliveries."), **problems(401, 403, 422, 503)},
+)
+async def list_deliveries(
+    actor: ActorDep,
+    svc: ServicesDep,
+    state: StateQuery = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Response:
+    async with svc.uows.read() as uow:
+        page = await svc.forwarding.deliveries.list(
+            uow, actor, state=state, limit=limit, cursor=cursor
+        )
+    return json_response(
+        {"items": [d.to_dict() for d in page.items], "nextCursor": page.next_cursor}
+    )
+
+
+@router.post(
+    "/admin/deliveries/{id}/retry",
+    summary="Send a dead-lettered delivery again (admin)",
+    status_code=202,
+    responses={
+        **ok(DeliveryDoc, "Queued again: pending, attempts reset.", 202),
+        **problems(401, 403, 404, 409, 503),
+    },
+)
+async def retry_delivery(delivery_id: DeliveryId, ctx: ContextDep, svc: ServicesDep) -> Response:
+    async with svc.uows.write() as uow:
+        delivery = await svc.forwarding.deliveries.retry(uow, ctx, delivery_id)
+    return json_response(delivery.to_dict(), status=202)

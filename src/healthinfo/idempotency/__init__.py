@@ -1,0 +1,1 @@
+"""Idempotency keys: the same request sent twice is performed once."""

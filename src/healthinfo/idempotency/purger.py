@@ -1,0 +1,37 @@
+"""A Lifecycle that deletes expired idempotency keys periodically, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from healthinfo.idempotency.store import IdempotencyStore
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotencyPurger:
+    def __init__(self, store: IdempotencyStore, *, interval_seconds: float) -> None:
+        self._store = store
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                purged = await self._store.purge_expired()
+            except Exception:
+                logger.warning("idempotency.purge_failed")
+            else:
+                logger.info("idempotency.purged", extra={"rows": purged})

@@ -1,0 +1,1 @@
+"""Moving data the old system kept only in Redis into this service, once, without loss."""

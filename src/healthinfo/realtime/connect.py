@@ -1,0 +1,74 @@
+"""Opening a live connection, the same way for SSE and WebSocket.
+
+Authenticate (``Authorization: Bearer`` or, because browsers' EventSource and WebSocket cannot
+set headers, ``?access_token=``), check READ access through the service in a short read
+transaction, take a place in the room (subscribe first), then read the snapshot or the replay
+in a second short transaction. No transaction stays open while streaming.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from healthinfo.auth.access import Permission
+from healthinfo.auth.actor import Actor
+from healthinfo.errors import FieldError, Unauthenticated, ValidationFailed
+from healthinfo.realtime.events import LiveEvent
+from healthinfo.realtime.hub import RoomHub
+from healthinfo.realtime.stream import LiveStream
+from healthinfo.services import Services
+
+_VERSION = re.compile(r"[0-9]{1,10}")
+KIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+async def authenticate(
+    svc: Services, *, authorization: str | None, access_token: str | None
+) -> Actor:
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
+        return await svc.tokens.verify(token.strip())
+    if access_token:
+        return await svc.tokens.verify(access_token)
+    raise Unauthenticated(
+        "A bearer token is required (Authorization: Bearer … or the access_token parameter)."
+    )
+
+
+def last_event_id(header: str | None, query: str | None) -> int | None:
+    """The version to resume after: the header (what EventSource resends) wins over the query."""
+    raw = header if header is not None and header.strip() else query
+    if raw is None or not raw.strip():
+        return None
+    if not _VERSION.fullmatch(raw.strip()):
+        raise ValidationFailed([FieldError("lastEventId", "must be a version number")])
+    return int(raw.strip())
+
+
+def check_kit_id(kit_id: str) -> None:
+    if not KIT_ID.fullmatch(kit_id):
+        raise ValidationFailed([FieldError("kitId", "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")])
+
+
+@dataclass(slots=True)
+class Opened:
+    stream: LiveStream
+    opening: list[LiveEvent]
+
+
+async def open_stream(
+    svc: Services, hub: RoomHub, *, actor: Actor, kit_id: str, resume_after: int | None
+) -> Opened:
+    """Raises NotFound/Forbidden (no access), RoomFull, Unavailable; never leaves a place taken."""
+    async with svc.uows.read() as uow:
+        await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
+    sub = await hub.join(kit_id, actor.user_id)
+    try:
+        stream = LiveStream(svc=svc, actor=actor, kit_id=kit_id, subscription=sub)
+        return Opened(stream, await stream.open(resume_after))
+    except BaseException:
+        await hub.leave(sub)
+        raise

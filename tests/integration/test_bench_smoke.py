@@ -1,0 +1,99 @@
+"""The benchmark still runs: ``python -m bench --quick`` end to end, one concurrency level.
+
+A smoke test of the harness (docs/performance.md), not a performance test: it checks that
+every scenario produced a measurement with sane numbers and that the run cleaned up after
+itself, never that the service is fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.backends import BACKENDS, PG_ADMIN_DSN
+
+ROOT = Path(__file__).resolve().parents[2]
+LEVEL = "2"
+SCENARIOS = [
+    "read_cache_hit",
+    "read_cache_off",
+    "read_no_ratelimit",
+    "read_no_audit",
+    "read_heavy_mix",
+    "patch",
+    "patch_same_kit",
+    "create",
+    "submit",
+    "redis_down_read",
+    "redis_down_patch",
+    "ceiling_asgi",
+    "ceiling_fastapi",
+    "ceiling_redis_py",
+    "ceiling_sql_min",
+    "ceiling_sql_min_ping",
+    "ceiling_sql_full",
+    "ceiling_fastapi_sync_deps",
+    "ceiling_fastapi_async_deps",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif("postgres" not in BACKENDS, reason="the bench runs on PostgreSQL + Redis"),
+]
+
+
+def bench_databases() -> set[str]:
+    async def names() -> set[str]:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'healthinfo_bench_%'"
+            )
+        finally:
+            await conn.close()
+        return {row["datname"] for row in rows}
+
+    return asyncio.run(names())
+
+
+def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
+    before = bench_databases()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--levels", LEVEL, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert " failed: " not in done.stdout, done.stdout[-4000:]
+    [out] = tmp_path.glob("*.json")
+    results = json.loads(out.read_text())
+
+    expected = SCENARIOS + (["ceiling_redis_benchmark"] if shutil.which("redis-benchmark") else [])
+    for name in expected:
+        runs = results["scenarios"][name]
+        assert set(runs) == {LEVEL}, name
+        m = runs[LEVEL]
+        assert m["rps"] > 0, name
+        assert 0 < m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"], (name, m)
+    for name in ("room", "fanout"):
+        sse = results["sse"][name]
+        assert sse["connected"] == sse["subscribers"] > 0
+        assert sse["deliveries"] > 0
+        latency = sse["latency"]
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+    assert results["sse"]["fanout"]["per_connection_kib"] is not None
+    assert 0 <= results["cache"]["hit_ratio"] <= 1
+    assert {t["target"] for t in results["targets"]}
+    assert results["ratios"]["read_cache_hit/ceiling_fastapi"][LEVEL] > 0
+    assert "cleaned up: 2 databases dropped" in done.stdout
+    assert bench_databases() <= before

@@ -1,0 +1,316 @@
+"""The real ``healthinfo`` command, run as a subprocess the way an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import stat
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from healthinfo.auth.actor import Actor
+from healthinfo.auth.tokens import TokenVerifier
+from healthinfo.db import migrate
+from healthinfo.errors import Unauthenticated
+from tests.support.backends import BACKENDS, create_pg_database, drop_pg_database
+from tests.support.tokens import TEST_SECRET
+
+pytestmark = pytest.mark.asyncio
+
+SECRET_MARKER = "CLI-SECRET-MARKER-4d2b-long-enough-for-hs256"
+PASSWORD_MARKER = "PW-MARKER-81f0"
+COMMANDS = [
+    ["token", "--sub", "alice"],
+    ["config"],
+    ["migrate"],
+    ["serve", "--port", "0"],
+    ["worker"],
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def env(tmp_path: Path, data_dir: Path) -> dict[str, str]:
+    """The caller's environment without any HEALTHINFO_* variable, and a fresh data dir."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("HEALTHINFO_")}
+    return {**clean, "HEALTHINFO_DATA_DIR": str(data_dir)}
+
+
+async def healthinfo(tmp_path: Path, env: dict[str, str], *args: str) -> Run:
+    """Run ``python -m healthinfo ARGS`` in an empty directory (so no stray .env is read)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "healthinfo",
+        *args,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+async def verify(secret: bytes, token: str) -> Actor:
+    return await TokenVerifier(hs_secret=secret).verify(token)
+
+
+def single_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+# --- token -----------------------------------------------------------------------------------
+
+
+async def test_token_is_verified_with_the_configured_secret(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice", "--role", "admin")
+    assert run.code == 0, run.stderr
+    actor = await verify(TEST_SECRET.encode(), single_line(run.stdout))
+    assert actor == Actor("alice", frozenset({"admin"}))
+
+
+async def test_token_without_a_secret_uses_the_generated_one(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice", "--role", "admin")
+    assert run.code == 0, run.stderr
+    secret_file = data_dir / "jwt-secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    secret = secret_file.read_bytes().strip()
+    actor = await verify(secret, single_line(run.stdout))
+    assert actor == Actor("alice", frozenset({"admin"}))
+
+
+async def test_token_reuses_the_generated_secret(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    first = await healthinfo(tmp_path, env, "token", "--sub", "alice")
+    secret = (data_dir / "jwt-secret").read_bytes()
+    second = await healthinfo(tmp_path, env, "token", "--sub", "bob")
+    assert first.code == second.code == 0
+    assert (data_dir / "jwt-secret").read_bytes() == secret
+    assert await verify(secret.strip(), single_line(second.stdout)) == Actor("bob")
+
+
+async def test_token_without_a_secret_is_not_signed_with_a_known_default(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice")
+    assert run.code == 0, run.stderr
+    with pytest.raises(Unauthenticated):
+        await verify(TEST_SECRET.encode(), single_line(run.stdout))
+
+
+async def test_token_takes_repeated_roles(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(
+        tmp_path, env, "token", "--sub", "carol", "--role", "admin", "--role", "auditor"
+    )
+    assert run.code == 0, run.stderr
+    actor = await verify(TEST_SECRET.encode(), single_line(run.stdout))
+    assert actor == Actor("carol", frozenset({"admin", "auditor"}))
+
+
+async def test_token_without_roles_names_a_plain_user(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(tmp_path, env, "token", "--sub", "dave")
+    assert run.code == 0, run.stderr
+    assert await verify(TEST_SECRET.encode(), single_line(run.stdout)) == Actor("dave")
+
+
+async def test_token_requires_a_subject(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(tmp_path, env, "token", "--role", "admin")
+    assert run.code == 2
+    assert "--sub" in run.stderr
+    assert run.stdout == ""
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+async def test_config_prints_json_with_the_secret_masked(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = SECRET_MARKER
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert SECRET_MARKER not in run.stdout
+    assert SECRET_MARKER not in run.stderr
+    shown = json.loads(run.stdout)
+    assert shown["HEALTHINFO_JWT_SECRET"]
+    assert shown["HEALTHINFO_DATA_DIR"] == str(tmp_path / "data")
+
+
+async def test_config_masks_the_database_url_password(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_DATABASE_URL"] = (
+        f"postgresql+asyncpg://svc:{PASSWORD_MARKER}@db.example:5432/healthinfo"
+    )
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert PASSWORD_MARKER not in run.stdout
+    url = json.loads(run.stdout)["HEALTHINFO_DATABASE_URL"]
+    assert "svc" in url
+    assert "db.example:5432/healthinfo" in url
+
+
+async def test_config_masks_the_redis_url_password(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_REDIS_URL"] = f"redis://:{PASSWORD_MARKER}@cache.example:6379/0"
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert PASSWORD_MARKER not in run.stdout
+    assert "cache.example" in json.loads(run.stdout)["HEALTHINFO_REDIS_URL"]
+
+
+async def test_config_never_prints_the_generated_secret(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    assert (await healthinfo(tmp_path, env, "token", "--sub", "alice")).code == 0
+    secret = (data_dir / "jwt-secret").read_text().strip()
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert secret not in run.stdout
+
+
+async def test_config_shows_the_effective_defaults(tmp_path: Path, env: dict[str, str]) -> None:
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert all(name.startswith("HEALTHINFO_") for name in shown)
+    assert shown["HEALTHINFO_RATE_LIMIT_ENABLED"] is True
+    assert shown["HEALTHINFO_REDIS_URL"] is None
+    assert shown["HEALTHINFO_JWT_SECRET"] is None
+
+
+# --- invalid configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+async def test_invalid_variable_makes_any_command_exit_2_naming_it(
+    tmp_path: Path, env: dict[str, str], command: list[str]
+) -> None:
+    env["HEALTHINFO_MAX_BODY_BYTES"] = "abc"
+    run = await healthinfo(tmp_path, env, *command)
+    assert run.code == 2
+    assert "HEALTHINFO_MAX_BODY_BYTES" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+async def test_every_wrong_variable_is_named_once(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_MAX_BODY_BYTES"] = "abc"
+    env["HEALTHINFO_ROOM_LIMIT"] = "0"
+    env["HEALTHINFO_DATABASE_URL"] = f"postgresql://svc:{PASSWORD_MARKER}@db.example/hi"
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 2
+    for name in ("HEALTHINFO_MAX_BODY_BYTES", "HEALTHINFO_ROOM_LIMIT", "HEALTHINFO_DATABASE_URL"):
+        assert run.stderr.count(name) == 1, run.stderr
+    assert "postgresql+asyncpg" in run.stderr
+    assert PASSWORD_MARKER not in run.stderr
+
+
+async def test_short_secret_exits_2_without_echoing_it(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = "short-SECRET-e9d1"
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice")
+    assert run.code == 2
+    assert "HEALTHINFO_JWT_SECRET" in run.stderr
+    assert "short-SECRET-e9d1" not in run.stderr + run.stdout
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_env(
+    request: pytest.FixtureRequest, env: dict[str, str], data_dir: Path
+) -> AsyncIterator[dict[str, str]]:
+    """``env`` for an empty database: the default SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield env
+        return
+    name, url = await create_pg_database()
+    try:
+        yield {**env, "HEALTHINFO_DATABASE_URL": url}
+    finally:
+        await drop_pg_database(name)
+
+
+def sqlite_tables(data_dir: Path) -> set[str]:
+    with sqlite3.connect(data_dir / "healthinfo.db") as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_migrate_on_a_fresh_sqlite_file_reaches_the_head_revision(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    head = migrate.head_revision()
+    assert head
+    run = await healthinfo(tmp_path, env, "migrate")
+    assert run.code == 0, run.stderr
+    assert head in run.stdout
+    assert (data_dir / "healthinfo.db").is_file()
+    assert {"alembic_version", "kits"} <= sqlite_tables(data_dir)
+
+
+async def test_migrate_down_to_base_and_up_again(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
+    head = migrate.head_revision()
+    assert head
+    up = await healthinfo(tmp_path, database_env, "migrate")
+    assert up.code == 0, up.stderr
+    assert head in up.stdout
+    down = await healthinfo(tmp_path, database_env, "migrate", "--down", "base")
+    assert down.code == 0, down.stderr
+    assert head not in down.stdout
+    again = await healthinfo(tmp_path, database_env, "migrate")
+    assert again.code == 0, again.stderr
+    assert head in again.stdout
+
+
+async def test_migrate_down_to_base_drops_the_tables(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    assert (await healthinfo(tmp_path, env, "migrate")).code == 0
+    down = await healthinfo(tmp_path, env, "migrate", "--down", "base")
+    assert down.code == 0, down.stderr
+    assert sqlite_tables(data_dir) <= {"alembic_version"}
+
+
+async def test_migrate_twice_is_harmless(tmp_path: Path, database_env: dict[str, str]) -> None:
+    head = migrate.head_revision()
+    assert head
+    first = await healthinfo(tmp_path, database_env, "migrate")
+    second = await healthinfo(tmp_path, database_env, "migrate")
+    assert first.code == second.code == 0
+    assert head in second.stdout

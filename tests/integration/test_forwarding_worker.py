@@ -1,0 +1,169 @@
+"""``healthinfo worker`` as operators run it: a separate process, killed with SIGKILL in the
+middle of deliveries; another worker takes over the dead one's claims once their lease ends.
+On SQLite and on PostgreSQL, with a real lab server (``tests.support.lab``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from healthinfo.common.clock import utc_now
+from healthinfo.forwarding.outbox import AMENDED, SUBMITTED
+from tests.conftest import open_client
+from tests.support.backends import BACKENDS
+from tests.support.forwarding import (
+    FORWARD_SECRET,
+    FULL,
+    eventually,
+    forwarding_settings,
+    fresh_database,
+    outbox_rows,
+    services_of,
+    submit,
+)
+from tests.support.lab import Lab, Request, Respond, assert_delivered_once_each_in_kit_order
+from tests.support.problems import running_app
+from tests.support.tokens import auth
+from tests.support.worker import WorkerProcess
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+LEASE_SECONDS = 1.5
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing_another_worker_finishes(
+    database: str, tmp_path: Path, kit_id: str, workers: list[WorkerProcess]
+) -> None:
+    submissions = 300 if FULL else 60
+    ordered_kits, events_per_kit = 5, 3
+
+    def slow_lab(request: Request) -> Respond:
+        # Every answer takes a moment, so deliveries are in flight when the worker dies;
+        # one in ten is a 503 (retried by whichever worker holds the event then).
+        return Respond(503 if request.index % 10 == 3 else 200, delay=0.03)
+
+    data_dir = tmp_path / "data"
+    async with Lab(FORWARD_SECRET.encode(), policy=slow_lab) as lab:
+        # The serve side records only; delivery is the workers' job.
+        settings = forwarding_settings(database, data_dir, lab.url, forward_in_process=False)
+        async with running_app(settings) as app, await open_client(app) as client:
+            svc = services_of(app)
+            gate = asyncio.Semaphore(16)
+
+            async def submit_one(kit: str) -> None:
+                async with gate:
+                    await submit(client, kit)
+
+            await asyncio.gather(*(submit_one(f"{kit_id}-{i}") for i in range(submissions)))
+            for i in range(ordered_kits):
+                kit = f"{kit_id}-ordered-{i}"
+                saved = await client.put(
+                    f"/v1/kits/{kit}/health-information",
+                    json={"answers": {"heightCm": 170}},
+                    headers=auth("lab-user"),
+                )
+                assert saved.status_code == 201
+                for version in range(1, events_per_kit + 1):
+                    async with svc.uows.write() as uow:
+                        await svc.forwarding.outbox.record(
+                            uow,
+                            event_type=SUBMITTED if version == 1 else AMENDED,
+                            kit_id=kit,
+                            version=version,
+                            occurred_at=utc_now(),
+                            representation={"kitId": kit, "version": version},
+                        )
+            total = submissions + ordered_kits * events_per_kit
+            env = {"HEALTHINFO_FORWARD_LEASE_SECONDS": str(LEASE_SECONDS)}
+
+            doomed = WorkerProcess(
+                database_url=database,
+                data_dir=data_dir,
+                forward_url=lab.url,
+                name="doomed",
+                extra_env=env,
+            )
+            workers.append(doomed)
+            doomed.start()
+            await lab.wait_for(lambda: len(lab.accepted) >= total // 3 and lab.in_flight > 0, 30)
+            doomed.kill()  # while the lab holds at least one of its requests
+            assert doomed.process is not None
+            assert doomed.process.returncode == -9
+
+            stranded = [
+                r
+                for r in await outbox_rows(app)
+                if r.state == "pending" and r.leased_until and r.leased_until > utc_now()
+            ]
+            assert stranded, "the killed worker held no claim: the test proves nothing"
+            accepted_before = len(lab.accepted_ids())
+            assert accepted_before < total
+
+            successors = [
+                WorkerProcess(
+                    database_url=database,
+                    data_dir=data_dir,
+                    forward_url=lab.url,
+                    name=f"successor-{n}",
+                    extra_env=env,
+                )
+                for n in range(2)
+            ]
+            for successor in successors:  # two in parallel: they share the work
+                workers.append(successor)
+                successor.start()
+
+            async def all_delivered() -> bool:
+                rows = await outbox_rows(app)
+                return len(rows) == total and {r.state for r in rows} == {"delivered"}
+
+            await eventually(all_delivered, within=60, interval=0.1)
+            for successor in successors:
+                assert successor.stop() == 0, successor.output()  # SIGTERM: a clean stop
+
+            rows = await outbox_rows(app)
+            assert_delivered_once_each_in_kit_order(
+                lab, [(r.event_id, r.kit_id, r.kit_sequence) for r in rows]
+            )
+            # The claims the killed worker held were sent again by a successor.
+            assert {r.event_id for r in stranded} <= lab.accepted_ids()
+            resent = [r.event_id for r in stranded if len(lab.for_event(r.event_id)) > 1]
+            assert resent, "no stranded claim was sent again"
+
+
+async def test_a_worker_without_a_forward_url_exits_2_saying_why(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHINFO_")}
+    env["HEALTHINFO_DATA_DIR"] = str(tmp_path / "data")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "healthinfo",
+        "worker",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert "HEALTHINFO_FORWARD_URL" in stderr.decode()
+    assert stdout == b""

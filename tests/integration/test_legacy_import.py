@@ -1,0 +1,176 @@
+"""The legacy import moves every well-formed old Redis entry and reports the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from healthinfo.legacy.import_redis import ImportOptions, LegacyImporter
+from tests.support.backends import REDIS_URL, delete_redis_keys
+from tests.support.tokens import TEST_SECRET, auth
+
+ADMIN = auth("admin", "admin")
+
+
+@pytest.fixture
+async def legacy_prefix() -> AsyncIterator[str]:
+    """The old system's keys, under a prefix of this test's own on the shared Redis."""
+    prefix = f"legacy-test-{uuid.uuid4().hex[:8]}:health-info:"
+    yield prefix
+    await delete_redis_keys(prefix.split(":")[0])
+
+
+async def fill(prefix: str, entries: dict[str, object]) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        for kit, value in entries.items():
+            if isinstance(value, dict) and value.get("__hash__"):
+                await client.hset(prefix + kit, mapping={"answers": "{}"})
+            else:
+                await client.set(
+                    prefix + kit, value if isinstance(value, str) else json.dumps(value)
+                )
+    finally:
+        await client.aclose()
+
+
+def options(prefix: str, **overrides: object) -> ImportOptions:
+    return ImportOptions(pattern=prefix + "*", **overrides)  # type: ignore[arg-type]
+
+
+async def test_well_formed_entries_become_version_1_with_their_owner(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(
+        legacy_prefix,
+        {kit_id: {"answers": {"heightCm": 171, "smokingStatus": "never"}, "userId": "mum"}},
+    )
+    report = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    assert report.imported == [kit_id]
+    response = await client.get(f"/v1/kits/{kit_id}/health-information", headers=auth("mum"))
+    assert response.status_code == 200
+    assert response.json()["version"] == 1
+    assert response.json()["answers"] == {"heightCm": 171, "smokingStatus": "never"}
+    assert response.json()["status"] == "in-progress"
+
+
+async def test_malformed_entries_are_reported_with_a_reason_and_no_value(
+    app: FastAPI, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(
+        legacy_prefix,
+        {
+            f"{kit_id}-json": "{not json MARKER-1",
+            f"{kit_id}-array": [1, 2],
+            f"{kit_id}-noanswers": {"userId": "x"},
+            f"{kit_id}-invalid": {"answers": {"heightCm": "MARKER-2"}},
+            f"{kit_id}-unknown": {"answers": {"shoeSize": 42}},
+            f"{kit_id}-hash": {"__hash__": True},
+            "bad id!": {"answers": {}},
+        },
+    )
+    report = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    assert report.imported == []
+    reasons = dict(report.invalid)
+    assert len(reasons) == 7
+    assert reasons[legacy_prefix + f"{kit_id}-json"] == "not JSON"
+    assert reasons[legacy_prefix + f"{kit_id}-array"] == "not a JSON object"
+    assert reasons[legacy_prefix + f"{kit_id}-hash"] == "not a string value (hash, list or set)"
+    assert "answers.heightCm" in reasons[legacy_prefix + f"{kit_id}-invalid"]
+    assert "answers.shoeSize" in reasons[legacy_prefix + f"{kit_id}-unknown"]
+    assert "MARKER" not in json.dumps(report.as_dict())
+
+
+async def test_kits_that_already_have_data_are_skipped_not_overwritten(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str, user: str
+) -> None:
+    await client.put(
+        f"/v1/kits/{kit_id}/health-information",
+        json={"answers": {"heightCm": 190}},
+        headers=auth(user),
+    )
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 150}}})
+    report = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    assert [kit for kit, _ in report.skipped] == [legacy_prefix + kit_id]
+    current = (await client.get(f"/v1/kits/{kit_id}/health-information", headers=auth(user))).json()
+    assert current["answers"] == {"heightCm": 190}
+
+
+async def test_running_twice_imports_once(app: FastAPI, legacy_prefix: str, kit_id: str) -> None:
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 150}}})
+    first = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    second = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    assert (len(first.imported), len(second.imported), len(second.skipped)) == (1, 0, 1)
+
+
+async def test_each_import_is_audited(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 150}, "userId": "dad"}})
+    await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    events = (await client.get(f"/v1/kits/{kit_id}/audit-events", headers=ADMIN)).json()["items"]
+    saves = [e for e in events if e["action"] == "health-information.save"]
+    assert len(saves) == 1
+    assert saves[0]["actor"] == "legacy-import"
+    assert saves[0]["channel"] == "cli"
+    assert "kit.assign-owner" in [e["action"] for e in events]
+
+
+async def test_dry_run_reports_but_writes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 150}}})
+    report = await LegacyImporter(app.state.services, options(legacy_prefix, dry_run=True)).run(
+        REDIS_URL
+    )
+    assert report.imported == [kit_id]
+    response = await client.get(f"/v1/kits/{kit_id}/health-information", headers=ADMIN)
+    assert response.status_code == 404
+
+
+async def test_a_whole_document_of_answers_with_a_custom_key_layout(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(legacy_prefix, {f"{kit_id}:v0": {"heightCm": 160}})
+    opts = options(
+        legacy_prefix, kit_id_pattern=r"^.*:(?P<kit>[^:]+):v0$", answers_field="", owner_field=None
+    )
+    report = await LegacyImporter(app.state.services, opts).run(REDIS_URL)
+    assert report.imported == [kit_id]
+    body = (await client.get(f"/v1/kits/{kit_id}/health-information", headers=ADMIN)).json()
+    assert body["answers"] == {"heightCm": 160}
+
+
+def test_the_command_prints_a_json_report(legacy_prefix: str, tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(
+        fill(legacy_prefix, {"CLI-KIT-1": {"answers": {"heightCm": 150}}, "CLI-KIT-2": "oops"})
+    )
+    env = {**os.environ, "HEALTHINFO_DATA_DIR": str(tmp_path), "HEALTHINFO_JWT_SECRET": TEST_SECRET}
+    command = [
+        sys.executable,
+        "-m",
+        "healthinfo",
+        "import-legacy-redis",
+        "--redis-url",
+        REDIS_URL,
+        "--pattern",
+        legacy_prefix + "*",
+    ]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["imported"], report["invalid"], report["dryRun"]) == (1, 1, False)

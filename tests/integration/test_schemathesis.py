@@ -1,0 +1,303 @@
+"""Schemathesis against the app's own ``/openapi.json``: generated requests, every response checked.
+
+Every operation of the schema (the ``/v1`` routes, their deprecated unversioned twins, health and
+metrics) is called with requests generated from the schema, authenticated as one owner. The kit
+ids in paths are either generated or, about half the time, one of the seeded kits that owner can
+reach (in progress with members, submitted, another user's kit the owner edits, another user's
+kit the owner cannot see), so cases get past access control and into the rules.
+
+Checks on every response:
+
+* all of Schemathesis' built-in checks enabled by default, among them ``not_a_server_error``
+  (no 5xx), ``status_code_conformance`` (the status is documented), ``content_type_conformance``
+  and ``response_schema_conformance`` (the body matches the documented schema);
+* ``problem_json_for_errors`` (ours): every 4xx/5xx is ``application/problem+json`` with the
+  RFC 9457 members and the contract's ``code``, its ``status`` equal to the response's, and its
+  ``requestId`` equal to the ``X-Request-ID`` header;
+* ``request_id_on_every_response`` (ours): the contract's "every response carries X-Request-ID".
+
+Excluded from fuzzing: the streaming routes (SSE ``…/events``, WebSocket ``…/ws``; the WebSocket
+route is not in the schema at all): a generated request to an event stream never ends on its own.
+They are covered by tests/integration/test_realtime*.py.
+
+Runs on PostgreSQL + Redis only (``SCHEMATHESIS_BACKENDS``): the schema checks are about the HTTP
+surface, which is the same on both databases, and one backend keeps the default run short.
+Cases per operation: ``HEALTHINFO_TEST_FULL=1`` raises them tenfold. The run asserts a minimum
+number of generated cases so a configuration mistake cannot make it pass by testing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import Case, CheckContext, GenerationMode, Response
+from schemathesis.python import asgi
+
+from healthinfo.app import create_app
+from healthinfo.config import Settings
+from tests.support.answers import COMPLETE
+from tests.support.backends import BACKENDS
+from tests.support.tokens import auth
+
+FULL = os.environ.get("HEALTHINFO_TEST_FULL") == "1"
+EXAMPLES_PER_OPERATION = 200 if FULL else 18
+FUZZ_BACKEND = "postgres" if "postgres" in BACKENDS else BACKENDS[0]
+MIN_CASES = 10_000 if FULL else 1_000
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_MEMBERS = ("type", "title", "status", "detail", "code", "requestId")
+STREAMING = r"/(events|ws)$"
+# Schema-valid is not business-valid here: the schema types ``answers`` as any JSON object (the
+# questionnaire, served at /v1/questionnaires/{id}, holds the rules: 422) and If-Match as any
+# string (a stale or made-up one is 412). Every other status for schema-valid data still fails.
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["2XX", "3XX", 401, 403, 404, 409, 412, 422, 429],
+            }
+        }
+    }
+)
+# Schema-valid is not business-valid here: the schema types ``answers`` as any JSON object (the
+# questionnaire, served at /v1/questionnaires/{id}, holds the rules: 422) and If-Match as any
+# string (a stale or made-up one is 412). Every other status for schema-valid data still fails.
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["2XX", "3XX", 401, 403, 404, 409, 412, 422, 429],
+            }
+        }
+    }
+)
+
+
+@dataclass
+class Seeded:
+    """The kits the fuzzing owner can reach, and the users around them."""
+
+    owner: str
+    other: str  # owns OTHER_EDITABLE (owner is its editor) and HIDDEN (owner has no role)
+    editor: str
+    viewer: str
+    in_progress: str
+    submitted: str
+    other_editable: str
+    hidden: str
+    erased: set[str] = field(default_factory=set)
+
+    @property
+    def kits(self) -> list[str]:
+        return [self.in_progress, self.submitted, self.other_editable, self.hidden]
+
+    @property
+    def users(self) -> list[str]:
+        return [self.owner, self.other, self.editor, self.viewer]
+
+
+@dataclass
+class Counter:
+    cases: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+# -- custom checks: registered once for every schema -----------------------------------------
+
+
+def _header(response: Response, name: str) -> str | None:
+    values = response.headers.get(name.lower())
+    return values[0] if values else None
+
+
+@schemathesis.check
+def problem_json_for_errors(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """Every error is an RFC 9457 problem with the contract's members (api.md, "Errors")."""
+    if response.status_code < 400:
+        return None
+    content_type = (_header(response, "content-type") or "").split(";")[0].strip()
+    assert content_type == PROBLEM_JSON, (
+        f"{response.status_code} answered with Content-Type {content_type!r}, not {PROBLEM_JSON}"
+    )
+    body = json.loads(response.content)
+    assert isinstance(body, dict), "a problem document is a JSON object"
+    missing = [name for name in PROBLEM_MEMBERS if name not in body]
+    assert not missing, f"problem document lacks {missing}"
+    assert body["status"] == response.status_code, "problem status differs from the response's"
+    assert isinstance(body["code"], str), "problem code is not a string"
+    assert body["code"], "problem code is empty"
+    assert body["type"] == f"/problems/{body['code']}", "problem type does not match its code"
+    assert body["requestId"] == _header(response, "x-request-id"), "requestId != X-Request-ID"
+    return True
+
+
+@schemathesis.check
+def request_id_on_every_response(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """'Every response carries X-Request-ID' (api.md, Conventions)."""
+    assert _header(response, "x-request-id"), "response without X-Request-ID"
+    return True
+
+
+CUSTOM_CHECKS = [problem_json_for_errors, request_id_on_every_response]
+
+
+# -- the schema under test ---------------------------------------------------------------------
+
+
+def seed(application: Any) -> Seeded:
+    """Arrange the kits through the API itself, on the app Schemathesis will call."""
+    tag = uuid.uuid4().hex[:8]
+    seeded = Seeded(
+        owner=f"fuzz-owner-{tag}",
+        other=f"fuzz-other-{tag}",
+        editor=f"fuzz-editor-{tag}",
+        viewer=f"fuzz-viewer-{tag}",
+        in_progress=f"FUZZ-{tag}-progress",
+        submitted=f"FUZZ-{tag}-submitted",
+        other_editable=f"FUZZ-{tag}-shared",
+        hidden=f"FUZZ-{tag}-hidden",
+    )
+    with asgi.get_client(application) as client:
+        reseed(client, seeded, seeded.in_progress)
+        for user, role in ((seeded.editor, "editor"), (seeded.viewer, "viewer")):
+            response = client.put(
+                f"/v1/kits/{seeded.in_progress}/members/{user}",
+                json={"role": role},
+                headers=auth(seeded.owner),
+            )
+            assert response.status_code == 201, response.text
+        reseed(client, seeded, seeded.submitted)
+        for kit in (seeded.other_editable, seeded.hidden):
+            response = client.put(
+                f"/v1/kits/{kit}/health-information",
+                json={"answers": {"heightCm": 170}},
+                headers=auth(seeded.other),
+            )
+            assert response.status_code == 201, response.text
+        response = client.put(
+            f"/v1/kits/{seeded.other_editable}/members/{seeded.owner}",
+            json={"role": "editor"},
+            headers=auth(seeded.other),
+        )
+        assert response.status_code == 201, response.text
+    return seeded
+
+
+def reseed(client: Any, seeded: Seeded, kit: str) -> None:
+    """Give a kit of the owner data again (first seeding, or after a generated erasure)."""
+    if kit == seeded.submitted:
+        body: dict[str, Any] = {"answers": COMPLETE, "submitted": True}
+    else:
+        body = {"answers": {"heightCm": 180, "smokingStatus": "never"}}
+    owner = seeded.owner if kit in (seeded.in_progress, seeded.submitted) else seeded.other
+    response = client.put(f"/v1/kits/{kit}/health-information", json=body, headers=auth(owner))
+    assert response.status_code in (200, 201), response.text
+
+
+def reachable_path_parameters(seeded: Seeded) -> Callable[[Any, dict[str, Any]], Any]:
+    """Half the cases keep their generated path; the others name seeded kits, users, versions."""
+
+    def flatmap(context: Any, path_parameters: dict[str, Any] | None) -> Any:
+        if not path_parameters or not {"kitId", "questionnaireId"} & set(path_parameters):
+            return st.just(path_parameters)
+        variants: list[dict[str, Any]] = []
+        if "questionnaireId" in path_parameters:
+            variants.append({**path_parameters, "questionnaireId": "health-information"})
+        if "kitId" in path_parameters:
+            for kit in seeded.kits:
+                variant = {**path_parameters, "kitId": kit}
+                if "version" in path_parameters:
+                    variants.extend({**variant, "version": v} for v in (1, 2))
+                elif "userId" in path_parameters:
+                    variants.extend({**variant, "userId": u} for u in seeded.users)
+                else:
+                    variants.append(variant)
+        return st.one_of(st.just(path_parameters), st.sampled_from(variants))
+
+    return flatmap
+
+
+@dataclass
+class Fuzzing:
+    application: Any
+    seeded: Seeded
+    cases: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def call(self, case: Case) -> None:
+        seeded = self.seeded
+        kit = (case.path_parameters or {}).get("kitId")
+        if kit in seeded.erased:
+            with asgi.get_client(self.application) as client:
+                reseed(client, seeded, kit)
+            seeded.erased.discard(kit)
+        response = case.call_and_validate(
+            headers=auth(seeded.owner), additional_checks=CUSTOM_CHECKS
+        )
+        self.cases += 1
+        self.by_status[response.status_code] = self.by_status.get(response.status_code, 0) + 1
+        erasure = case.method.upper() == "DELETE" and case.path.endswith("/health-information")
+        if erasure and response.status_code == 204 and kit in seeded.kits:
+            seeded.erased.add(kit)
+
+
+@pytest.fixture
+def fuzzing(make_settings: Callable[..., Settings]) -> Iterator[Fuzzing]:
+    application = create_app(make_settings())
+    schemathesis.openapi.from_asgi("/openapi.json", application, config=CONFIG)  # lifespan on
+    try:
+        yield Fuzzing(application, seed(application))
+    finally:
+        asgi.shutdown_lifespans()
+
+
+def fuzz_operation(fuzzing: Fuzzing, operation: Any, mode: GenerationMode) -> None:
+    """Run one operation's generated cases; a failure is recorded (shrunk), not raised."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        derandomize=not FULL,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
+    def run(case: Case) -> None:
+        fuzzing.call(case)
+
+    try:
+        run()
+    except (Exception, BaseExceptionGroup) as exc:  # every failure is collected, reported below
+        fuzzing.failures.append(f"{operation.label} [{mode.value}]: {exc}")
+
+
+def has_inputs(operation: Any) -> bool:
+    parts = (operation.path_parameters, operation.query, operation.headers, operation.body)
+    return any(len(part) for part in parts)
+
+
+@pytest.mark.parametrize("database_url", [FUZZ_BACKEND], indirect=True)
+def test_every_operation_conforms_to_the_schema(fuzzing: Fuzzing) -> None:
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", fuzzing.application, config=CONFIG)
+    loaded.hook("flatmap_path_parameters")(reachable_path_parameters(fuzzing.seeded))
+    included = loaded.exclude(path_regex=STREAMING)
+    operations = [result.ok() for result in included.get_all_operations()]
+    assert len(operations) >= 30, [op.label for op in operations]
+    for operation in operations:
+        fuzz_operation(fuzzing, operation, GenerationMode.POSITIVE)
+        if has_inputs(operation):  # nothing to make invalid in GET /health/live
+            fuzz_operation(fuzzing, operation, GenerationMode.NEGATIVE)
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(fuzzing.by_status.items()))
+    print(f"\nschemathesis: {len(operations)} operations, {fuzzing.cases} cases; {{{statuses}}}")
+    assert not fuzzing.failures, "\n\n".join(fuzzing.failures)
+    assert fuzzing.cases >= MIN_CASES, f"only {fuzzing.cases} cases ran; expected ≥ {MIN_CASES}"
