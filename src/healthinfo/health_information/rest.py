@@ -23,7 +23,19 @@ from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, pro
 from healthinfo.api.responses import json_response, representation
 from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import DEFAULT_LIMIT
-from healthinfo.health_information.preconditions import etag, if_none_match_hits
+from healthinfo.fhir.mapping import answers_from_fhir
+from healthinfo.fhir.rest import (
+    FHIR_JSON,
+    VARY,
+    fhir_if_match,
+    is_fhir,
+    not_modified,
+    openapi_content,
+    prefers_fhir,
+    render_health_information,
+)
+from healthinfo.health_information.model import WriteResult
+from healthinfo.health_information.preconditions import if_none_match_hits
 from healthinfo.health_information.schemas import (
     Amendment,
     HealthInformationDoc,
@@ -43,24 +55,41 @@ IfMatch = Annotated[
 IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
 
 
+FHIR_RESPONSE = openapi_content("QuestionnaireResponse")
+
+
 @router.get(
     PATH,
     summary="Read a kit's health information",
+    description=(
+        "`Accept: application/fhir+json` returns a FHIR R4 QuestionnaireResponse "
+        '(ETag `W/"<version>"`) instead of the JSON representation.'
+    ),
     responses={
-        **ok(HealthInformationDoc, "The current representation."),
+        200: ok(HealthInformationDoc, "The current representation.")[200]
+        | {"content": FHIR_RESPONSE},
         304: {"description": "Not modified."},
         **problems(*READ_ERRORS, 403),
     },
 )
 async def get_health_information(
-    kit_id: KitId, ctx: ContextDep, svc: ServicesDep, if_none_match: IfNoneMatch = None
+    kit_id: KitId,
+    request: Request,
+    ctx: ContextDep,
+    svc: ServicesDep,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
+    as_fhir = prefers_fhir(request.headers.get("accept"))
     async with svc.uows.read() as uow:
         state = await svc.health_information.get(uow, ctx.actor, kit_id)
     if if_none_match is not None and if_none_match_hits(if_none_match, state.version):
-        return Response(status_code=304, headers={"ETag": etag(state.version)})
+        return not_modified(state.version, fhir=as_fhir)
     await audit_read(svc, ctx, kit_id, state.version)
-    return representation(state)
+    if as_fhir:
+        return render_health_information(state, svc.questionnaires)
+    response = representation(state)
+    response.headers["Vary"] = VARY
+    return response
 
 
 async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: int) -> None:
@@ -79,10 +108,15 @@ async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: i
 @router.put(
     PATH,
     summary="Replace all answers (and optionally submit)",
+    description=(
+        "Also takes a FHIR R4 QuestionnaireResponse as `application/fhir+json` (status "
+        "`completed` submits); the response is FHIR when `Accept` asks for it, or when the body "
+        "was FHIR and `Accept` names neither format."
+    ),
     openapi_extra=json_body(ReplaceAnswers, JSON),
     responses={
-        **ok(HealthInformationDoc, "Saved."),
-        **ok(HealthInformationDoc, "First save.", 201),
+        200: ok(HealthInformationDoc, "Saved.")[200] | {"content": FHIR_RESPONSE},
+        201: ok(HealthInformationDoc, "First save.", 201)[201] | {"content": FHIR_RESPONSE},
         **problems(*WRITE_ERRORS),
     },
 )
@@ -94,23 +128,40 @@ async def put_health_information(
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    body = ReplaceAnswers.parse(await read_json_object(request))
+    data = await read_json_object(request, media_types=(JSON, FHIR_JSON))
+    fhir_body = is_fhir(request.headers.get("content-type"))
+    base_version: int | None = None
+    if fhir_body:
+        questionnaire = svc.questionnaires.get(svc.settings.questionnaire_id)
+        answers, submitted = answers_from_fhir(data, questionnaire)
+        if_match = fhir_if_match(if_match)  # FHIR's version-aware update: If-Match: W/"<n>"
+    else:
+        body = ReplaceAnswers.parse(data)
+        answers, submitted, base_version = body.answers, body.submitted, body.base_version
+    as_fhir = prefers_fhir(request.headers.get("accept"), default=fhir_body)
+
+    def render(result: WriteResult) -> Response:
+        status = 201 if result.created else 200
+        if as_fhir:
+            return render_health_information(result.state, svc.questionnaires, status=status)
+        return representation(result.state, status=status)
+
     return await run_write(
         request,
         ctx,
         svc,
-        action=SUBMIT if body.submitted else SAVE,
+        action=SUBMIT if submitted else SAVE,
         kit_id=kit_id,
-        render=lambda result: representation(result.state, status=201 if result.created else 200),
+        render=render,
         operation=lambda uow: svc.health_information.replace(
             uow,
             ctx,
             kit_id,
-            body.answers,
-            submit=body.submitted,
+            answers,
+            submit=submitted,
             if_match=if_match,
             if_none_match=if_none_match,
-            base_version=body.base_version,
+            base_version=base_version,
         ),
     )
 
