@@ -59,20 +59,8 @@ ANSWERS: dict[str, Any] = {
     "ethnicity": "white",
     "vaping": False,
 }
-ROOM_FIELDS = [
-    "heightCm",
-    "weightKg",
-    "waistCm",
-    "cigarettesPerDay",
-    "yearsSmoked",
-    "drinksPerWeek",
-    "fastingHours",
-    "feverTemperatureC",
-    "heightCm",
-    "weightKg",
-    "waistCm",
-    "cigarettesPerDay",
-]
+# Numeric questions that accept every value sse_load.py writes (100 … 199).
+ROOM_FIELDS = ["heightCm", "weightKg", "waistCm", "cigarettesPerDay", "drinksPerWeek"]
 
 
 @dataclass
@@ -448,7 +436,9 @@ class Bench:
         try:
             yield
         except Exception as exc:
-            note = f"{scenario} failed: {type(exc).__name__}: {str(exc)[:300]}"
+            text = str(exc)
+            text = text if len(text) <= 600 else text[:200] + " … " + text[-400:]
+            note = f"{scenario} failed: {type(exc).__name__}: {text}"
             print(f"  !! {note}", flush=True)
             self.results["notes"].append(note)
 
@@ -654,9 +644,12 @@ class Bench:
         if not Path(nginx).exists():
             self.results["notes"].append("nginx not installed: two-instance scenario skipped")
             return
+        # A smaller pool per process (10 connections + 10 for the key store): two instances must
+        # fit in a shared PostgreSQL's max_connections. "one" runs with the same settings.
+        pool = {"db_pool_size": "10", "db_max_overflow": "0"}
         with (
-            self.server("instance-a") as (_, url_a, api),
-            self.server("instance-b") as (_, url_b, _),
+            self.server("instance-a", **pool) as (_, url_a, api),
+            self.server("instance-b", **pool) as (_, url_b, _),
         ):
             self.current = None  # two servers: no single process to account CPU to
             lb_port = infra.free_port()

@@ -161,15 +161,20 @@ async def run(port: int, plan: dict[str, Any], server_pid: int | None) -> dict[s
         interval = float(plan["interval"])
         deadline = time.perf_counter() + float(plan["seconds"])
         n = 0
+        last: dict[str, int] = {}
+        failures: dict[str, int] = {}
         while time.perf_counter() < deadline:
             w = writers[n % len(writers)]
+            value = 100 + (n // len(writers)) % 100  # each writer's value changes every round
             n += 1
             start = time.perf_counter()
-            status, version = await writer.patch(w["kit"], w["token"], w["field"], 100 + n % 100)
+            status, version = await writer.patch(w["kit"], w["token"], w["field"], value)
             write_latencies.append(time.perf_counter() - start)
             if status != 200 or version is None:
                 write_failures += 1
-            else:
+                failures[str(status)] = failures.get(str(status), 0) + 1
+            elif version > last.get(w["kit"], 0):  # a write that changed nothing has no event
+                last[w["kit"]] = version
                 sent[(w["kit"], version)] = start
             await asyncio.sleep(max(0.0, start + interval - time.perf_counter()))
         await asyncio.sleep(min(1.0, interval * 20))  # stragglers
@@ -185,6 +190,7 @@ async def run(port: int, plan: dict[str, Any], server_pid: int | None) -> dict[s
             "connect_seconds": round(connect_seconds, 3),
             "writes": len(sent),
             "write_failures": write_failures,
+            "write_failure_statuses": failures,
             "deliveries_expected": expected,
             "deliveries": len(latencies),
             "latency": from_samples(

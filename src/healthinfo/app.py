@@ -40,6 +40,7 @@ from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.compliance import rest as compliance_rest
 from healthinfo.config import Settings
 from healthinfo.crypto.codec import EncryptedAnswerCodec
+from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.crypto.keystore import KeyStore
 from healthinfo.db import migrate
 from healthinfo.forwarding import rest as forwarding_rest
@@ -131,18 +132,6 @@ async def migrate_all(settings: Settings, engines: Engines, keystore: KeyStore) 
     await migrate.upgrade(engines.write, codec=EncryptedAnswerCodec(keystore))
 
 
-def build_keystore(settings: Settings) -> KeyStore:
-    if settings.effective_keystore_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engines = create_engines(
-        settings.effective_keystore_url,
-        pool_size=5,
-        max_overflow=5,
-        timeout=settings.db_timeout_seconds,
-    )
-    return KeyStore(engines, settings.keyring())
-
-
 def build_services(
     settings: Settings, engines: Engines, keystore: KeyStore | None = None
 ) -> Services:
@@ -170,7 +159,13 @@ def build_services(
         ),
         retry_attempts=settings.write_retry_attempts,
     )
-    forwarding = build_forwarding(settings, uows=uows, audit=audit, registry=metrics.registry)
+    forwarding = build_forwarding(
+        settings,
+        uows=uows,
+        audit=audit,
+        registry=metrics.registry,
+        codec=payload_codec(keystore),
+    )
     health_information.add_erasure_hook(forwarding.outbox.forget_kit)
     if forwarding.enabled:
         health_information.add_transactional_listener(forwarding.outbox.on_change)

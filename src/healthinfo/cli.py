@@ -109,8 +109,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Upgrade the key store and the database; ``--down`` rolls the database back."""
-    from healthinfo.app import build_engines, build_keystore, migrate_all
+    from healthinfo.app import build_engines, migrate_all
     from healthinfo.crypto.codec import EncryptedAnswerCodec
+    from healthinfo.crypto.factory import build_keystore
     from healthinfo.db import migrate
 
     async def run() -> None:
@@ -134,7 +135,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _rotate_keys(settings: Settings, _args: argparse.Namespace) -> int:
     """Re-wrap every data key with the newest master key (the last in HEALTHINFO_MASTER_KEYS)."""
-    from healthinfo.app import build_keystore
+    from healthinfo.crypto.factory import build_keystore
     from healthinfo.db import migrate
 
     async def run() -> int:
@@ -172,7 +173,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _import_legacy(settings: Settings, args: argparse.Namespace) -> int:
     """Prints a JSON report; exit 0 when the run completed, whatever it found invalid."""
-    from healthinfo.app import build_engines, build_keystore, build_services, migrate_all
+    from healthinfo.app import build_engines, build_services, migrate_all
+    from healthinfo.crypto.factory import build_keystore
     from healthinfo.legacy.import_redis import ImportOptions, LegacyImporter
 
     options = ImportOptions(

@@ -2,8 +2,8 @@
 
 A real ``healthinfo serve`` subprocess runs on a PRIVATE PostgreSQL cluster and a PRIVATE Redis,
 each reached through a ``FaultProxy``. Eight writers PATCH four kits concurrently (two writers
-per kit, each on its own question plus a shared note, so every write changes something), while
-a fault schedule, paced by the writers' progress, hits every part in turn:
+per kit, each on its own question plus a shared note, so every write changes something) and a
+reader GETs them, while a fault schedule, paced by the writers' progress, hits every part in turn:
 
 * the service: SIGKILL, then a restart (twice);
 * Redis: delayed, connections cut and refused, killed and restarted;
@@ -123,7 +123,8 @@ class Load:
 
     base_url: str
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # writes
+    reads: list[Attempt] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -185,6 +186,29 @@ class Load:
                 await self.write(client, kit, owner, patch, f"{self.run}-w{number}-{step}")
                 self.progress += 1
 
+    async def reader(self, stop: asyncio.Event) -> None:
+        """Reads alongside the writers (no retries: each answer is recorded and judged)."""
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=CLIENT_TIMEOUT_SECONDS
+        ) as client:
+            number = 0
+            while not stop.is_set():
+                kit = self.kit(number % KITS)
+                started = time.monotonic()
+                try:
+                    response = await client.get(
+                        f"/v1/kits/{kit}/health-information",
+                        headers=auth(f"fault-owner-{number % KITS}"),
+                    )
+                except httpx.TransportError as exc:
+                    self.reads.append(Attempt(started, time.monotonic(), f"transport:{exc!r}"))
+                else:
+                    self.reads.append(Attempt(started, time.monotonic(), response.status_code))
+                    if response.status_code not in (200, 404, 503) and response.status_code < 500:
+                        self.unexpected.append(f"read {response.status_code}: {response.text}")
+                number += 1
+                await asyncio.sleep(0.05)
+
     async def probe(self, fault: Fault) -> None:
         """One write on the probe kit right after the fault's removal: the recovery time."""
         async with httpx.AsyncClient(
@@ -215,9 +239,11 @@ HOLD = 2.0  # seconds a delay, or an outage through the proxy, lasts
 
 
 async def kill_service(parts: Parts, fault: Fault) -> None:
+    """SIGKILL, then a new process on the same port; removed once it reports ready (the
+    interpreter's start-up is reported as the outage, not as the recovery)."""
     await asyncio.to_thread(parts.server.kill)
-    fault.removed = time.monotonic()  # the restart begins: recovery includes the start-up
     await asyncio.to_thread(parts.server.start)
+    fault.removed = time.monotonic()
 
 
 async def delay_postgres(parts: Parts, fault: Fault) -> None:
@@ -345,25 +371,33 @@ def overlaps(attempt: Attempt, start: float, end: float) -> bool:
     return attempt.started <= end and attempt.ended >= start
 
 
-def violations(load: Load) -> list[str]:
+@dataclass(frozen=True)
+class Violation:
+    attempt: Attempt
+    what: str
+    during: str  # the fault it overlapped, or "no fault"
+
+    def describe(self, origin: float) -> str:
+        started, ended = self.attempt.started - origin, self.attempt.ended - origin
+        return f"{self.what} ({started:.2f}s-{ended:.2f}s, during {self.during})"
+
+
+def violations(load: Load) -> list[Violation]:
     """5xx other than 503; 503 outside database outages; connection errors while it was up."""
+    windows = [(f, f.injected, f.recovered + GRACE_SECONDS) for f in load.faults]
     found = []
-    db_windows = [
-        (f.injected, f.recovered + GRACE_SECONDS) for f in load.faults if f.db_unreachable
-    ]
-    down_windows = [
-        (f.injected, f.recovered + GRACE_SECONDS) for f in load.faults if f.service_down
-    ]
-    for attempt in load.attempts:
-        outcome, at = attempt.outcome, attempt.started - load.origin
+    for attempt in load.attempts + load.reads:
+        during = [f for f, start, end in windows if overlaps(attempt, start, end)]
+        label = ", ".join(f.kind for f in during) or "no fault"
+        outcome = attempt.outcome
         if isinstance(outcome, str):
-            if not any(overlaps(attempt, *w) for w in down_windows):
-                found.append(f"{outcome} at {at:.2f}s while the service was up")
+            if not any(f.service_down for f in during):
+                found.append(Violation(attempt, f"{outcome} while the service was up", label))
         elif outcome == 503:
-            if not any(overlaps(attempt, *w) for w in db_windows):
-                found.append(f"503 at {at:.2f}s while the database was reachable")
+            if not any(f.db_unreachable for f in during):
+                found.append(Violation(attempt, "503 while the database was reachable", label))
         elif outcome >= 500:
-            found.append(f"{outcome} at {at:.2f}s")
+            found.append(Violation(attempt, str(outcome), label))
     return found
 
 
@@ -418,8 +452,13 @@ async def check_nothing_lost(load: Load) -> dict[str, int]:
     return {"lost_acknowledged_writes": lost_writes, "lost_updates": lost_updates}
 
 
-def report(load: Load, duration: float, found: list[str], integrity: dict[str, int]) -> Any:
+def report(
+    load: Load, duration: float, found: list[Violation], integrity: dict[str, int]
+) -> dict[str, Any]:
     outcomes = Counter(str(a.outcome).split("(")[0] for a in load.attempts)
+    by_fault: dict[str, Counter[str]] = {}
+    for violation in found:
+        by_fault.setdefault(violation.during, Counter())[violation.what.split("(")[0]] += 1
     total = WRITERS * WRITES_PER_WRITER
     return {
         "size": "full" if FULL else "ci",
@@ -432,12 +471,17 @@ def report(load: Load, duration: float, found: list[str], integrity: dict[str, i
         "retries": len(load.attempts) - len(load.acks),
         "idempotent_replays": sum(a.replayed for a in load.acks),
         "outcomes": dict(sorted(outcomes.items())),
+        "reads": len(load.reads),
+        "read_outcomes": dict(
+            sorted(Counter(str(a.outcome).split("(")[0] for a in load.reads).items())
+        ),
         "faults_injected": len(load.faults),
         "faults": [
             {
                 "kind": f.kind,
                 "injected_at_seconds": round(f.injected - load.origin, 2),
                 "removed_at_seconds": round(f.removed - load.origin, 2),
+                "outage_seconds": round(f.removed - f.injected, 2),
                 "recovery_seconds": round(f.recovery, 3),
             }
             for f in load.faults
@@ -447,6 +491,7 @@ def report(load: Load, duration: float, found: list[str], integrity: dict[str, i
         "duration_seconds": round(duration, 1),
         "acknowledged_writes_per_second": round(len(load.acks) / duration, 1),
         "violations": len(found),
+        "violations_by_fault": {k: dict(v) for k, v in sorted(by_fault.items())},
         **integrity,
     }
 
@@ -457,11 +502,15 @@ async def test_acknowledged_writes_survive_crashes_and_outages(
     load = Load(parts.server.base_url)
     total = WRITERS * WRITES_PER_WRITER
     writers = [asyncio.create_task(load.writer(n)) for n in range(WRITERS)]
+    stop_reading = asyncio.Event()
+    reader = asyncio.create_task(load.reader(stop_reading))
     try:
         await inject_faults(load, parts, total, writers)
         await asyncio.gather(*writers)
+        stop_reading.set()
+        await reader
     finally:
-        for task in writers:
+        for task in [*writers, reader]:
             task.cancel()
     duration = time.monotonic() - load.origin
 
@@ -473,6 +522,7 @@ async def test_acknowledged_writes_survive_crashes_and_outages(
     print(f"\nfault suite figures ({path}):\n{json.dumps(figures, indent=2)}")
 
     assert len(load.acks) == total + len(SCHEDULE)
-    assert not found, "\n".join(found[:20])
+    assert not load.unexpected, load.unexpected[:5]
+    assert not found, "\n".join(v.describe(load.origin) for v in found[:25])
     slow = [f"{f.kind}: {f.recovery:.1f}s" for f in load.faults]
     assert max(f.recovery for f in load.faults) <= RECOVERY_BOUND_SECONDS, slow

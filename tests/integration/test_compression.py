@@ -61,13 +61,13 @@ async def stream_of_events() -> AsyncIterator[bytes]:
 
 async def test_an_event_stream_is_never_gzipped(make_settings: Callable[..., Settings]) -> None:
     """Over 1 KiB and the client accepts gzip: still sent as is, event by event."""
-    app: FastAPI = create_app(make_settings())
+    app: FastAPI = create_app(make_settings(db_pool_size=2, db_max_overflow=4))
 
     @app.get("/test-only/events")
     async def events() -> StreamingResponse:
         return StreamingResponse(stream_of_events(), media_type="text/event-stream")
 
-    async with await open_client(app) as client:
+    async with app.router.lifespan_context(app), await open_client(app) as client:
         response = await client.get("/test-only/events", headers=GZIP)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -77,7 +77,7 @@ async def test_an_event_stream_is_never_gzipped(make_settings: Callable[..., Set
     # The control: the same bytes as JSON are compressed by the same app.
     with_json = StreamingResponse(stream_of_events(), media_type="application/json")
     app.add_api_route("/test-only/json", lambda: with_json)
-    async with await open_client(app) as client:
+    async with app.router.lifespan_context(app), await open_client(app) as client:
         compressed = await client.get("/test-only/json", headers=GZIP)
     assert compressed.headers["content-encoding"] == "gzip"
 

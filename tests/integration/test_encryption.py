@@ -15,9 +15,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from healthinfo.app import build_keystore, create_app
+from healthinfo.app import create_app
 from healthinfo.config import Settings
 from healthinfo.crypto.codec import EncryptedAnswerCodec
+from healthinfo.crypto.factory import build_keystore
 from healthinfo.crypto.keystore import KeyDestroyed
 from healthinfo.crypto.master_keys import new_key_spec
 from tests.conftest import open_client

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import utc_now
 from healthinfo.common.context import Channel, RequestContext
+from healthinfo.crypto.factory import payload_codec
 from healthinfo.forwarding.outbox import AMENDED, SUBMITTED
 from healthinfo.forwarding.relay import build_relay
 from healthinfo.forwarding.store import OUTBOX
@@ -190,10 +191,16 @@ async def test_the_event_commits_with_the_submission_and_only_with_it(
         assert (row.state, row.attempts, row.kit_sequence) == ("pending", 0, 1)
         assert (row.event_type, row.kit_id) == (SUBMITTED, kit_id)
         assert row.version == response.json()["version"] == 3
-        payload = json.loads(row.payload)
+        assert row.payload.startswith("enc1:")  # the payload holds answers: encrypted at rest
+        payload = json.loads(await stored_payload(app, row))
         assert payload["eventId"] == row.event_id
         assert payload["healthInformation"] == response.json()
         assert lab.requests == []
+
+
+async def stored_payload(app: Any, row: Any) -> str:
+    """The request body exactly as stored (decrypted with the kit's key)."""
+    return await payload_codec(services_of(app).keystore).decode(row.kit_id, row.payload)
 
 
 async def test_failures_are_retried_with_the_same_key_and_bytes_until_the_lab_accepts(
@@ -210,7 +217,7 @@ async def test_failures_are_retried_with_the_same_key_and_bytes_until_the_lab_ac
         assert (row.attempts, row.last_status, row.last_error) == (7, 200, None)
         assert len(lab.requests) == 7
         assert {r.idempotency_key for r in lab.requests} == {row.event_id}
-        assert {r.body for r in lab.requests} == {row.payload.encode()}
+        assert {r.body for r in lab.requests} == {(await stored_payload(app, row)).encode()}
         assert all(r.signature_valid for r in lab.requests)
 
         assert await metric(client, "forwarding_deliveries_total", outcome="retry") == 6

@@ -50,7 +50,9 @@ async def boom() -> None:
 @pytest.fixture(scope="module")
 async def observed_app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
     """An app of its own, with a route that fails with markers in the exception's message."""
-    application = create_app(make_settings(rate_limit_enabled=False))
+    application = create_app(
+        make_settings(rate_limit_enabled=False, db_pool_size=2, db_max_overflow=4)
+    )
     application.add_api_route(BOOM_PATH, boom, methods=["GET"])
     async with application.router.lifespan_context(application):
         yield application

@@ -3,9 +3,11 @@
 A Hypothesis ``RuleBasedStateMachine`` drives the HTTP API (in process, through
 ``httpx.ASGITransport``) with puts, patches (with and without ``baseVersion`` / ``If-Match``,
 both media types), submits, amendments, erasures, claims, member changes, idempotent replays and
-reads, by four users and an admin on two fresh kits per example. ``KitModel`` — a few lines of
-pure Python written from docs/api-notes.md, docs/architecture.md and the contract, not from the
-code — predicts every status code, problem code and resulting state:
+reads, by four users and an admin on two fresh kits per example. ``KitModel`` — pure Python
+written from the contract, docs/api-notes.md and docs/architecture.md (the code was read only
+where they are silent, e.g. that an auto-claim rolls back with a refused write, and that an
+erasure shreds stored idempotent answers, docs/security.md) — predicts every status code,
+problem code and resulting state:
 
 * who may do what (owner, editor, viewer, admin; a stranger gets 404, a role without the right
   403; auto-claim on the first write by a non-admin; the claim rolls back with a refused write);
@@ -62,7 +64,6 @@ STEPS = 40 if FULL else 20
 
 ADMIN = "mb-admin"
 USERS = ("mb-ann", "mb-ben", "mb-cat", "mb-dan")
-ACTORS = (*USERS, ADMIN)
 KITS = 2
 MERGE_PATCH = "application/merge-patch+json"
 ABSENT = object()

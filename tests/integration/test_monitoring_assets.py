@@ -152,6 +152,8 @@ async def metrics_after_traffic(make_settings: Callable[..., Settings]) -> str:
         forward_url="http://127.0.0.1:9/intake",  # nothing listens: deliveries are retried
         forward_secret="forward-secret-that-is-long-enough-0123456789",
         forward_retry_initial_seconds=30,
+        db_pool_size=2,
+        db_max_overflow=4,
     )
     app = create_app(settings)
     kit, user = f"KIT-{uuid.uuid4().hex[:12]}", f"user-{uuid.uuid4().hex[:8]}"

@@ -19,7 +19,11 @@ ADMIN = auth("admin-prof", "admin")
 
 @pytest.fixture(scope="module")
 async def profiling_app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
-    application = create_app(make_settings(profiling_enabled=True, rate_limit_enabled=False))
+    application = create_app(
+        make_settings(
+            profiling_enabled=True, rate_limit_enabled=False, db_pool_size=2, db_max_overflow=4
+        )
+    )
     async with application.router.lifespan_context(application):
         yield application
 

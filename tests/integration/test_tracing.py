@@ -45,7 +45,10 @@ class Traced:
 @pytest.fixture(scope="module")
 async def traced(make_settings: Callable[..., Settings]) -> AsyncIterator[Traced]:
     exported, raw = InMemorySpanExporter(), InMemorySpanExporter()
-    app = create_app(make_settings(rate_limit_enabled=False), span_exporter=exported)
+    app = create_app(
+        make_settings(rate_limit_enabled=False, db_pool_size=2, db_max_overflow=4),
+        span_exporter=exported,
+    )
     app.state.tracing.provider.add_span_processor(SimpleSpanProcessor(raw))
     async with app.router.lifespan_context(app):
         yield Traced(app, exported, raw)

@@ -52,3 +52,23 @@ class EncryptedAnswerCodec:
 
 def _aad(kit_id: str, key_id: str) -> bytes:
     return json.dumps([kit_id, key_id]).encode()
+
+
+class EncryptedPayloadCodec:
+    """Outbox payloads (the submitted representation, answers included) under the kit's key.
+
+    After an erasure the key is gone, so an undelivered payload of that kit cannot be read
+    any more, let alone forwarded: exactly what erasure promises.
+    """
+
+    def __init__(self, answers: EncryptedAnswerCodec) -> None:
+        self._answers = answers
+
+    async def encode(self, kit_id: str, body: str) -> str:
+        return await self._answers.encode(kit_id, {"body": body})
+
+    async def decode(self, kit_id: str, stored: str) -> str:
+        body = (await self._answers.decode(kit_id, stored))["body"]
+        if not isinstance(body, str):
+            raise ValueError("stored payload is not text")
+        return body

@@ -48,7 +48,7 @@ async def list_deliveries(
     status_code=202,
     responses={
         **ok(DeliveryDoc, "Queued again: pending, attempts reset.", 202),
-        **problems(401, 403, 404, 409, 503),
+        **problems(401, 403, 404, 409, 422, 503),
     },
 )
 async def retry_delivery(delivery_id: DeliveryId, ctx: ContextDep, svc: ServicesDep) -> Response:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from healthinfo.common.database import create_engines
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
+from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.forwarding.relay import build_relay
 from healthinfo.forwarding.store import DeliveryStore
 
@@ -46,13 +47,17 @@ async def run_worker(
         max_overflow=settings.db_max_overflow,
         timeout=settings.db_timeout_seconds,
     )
+    keystore = build_keystore(settings)
     try:
         registry = CollectorRegistry()
         if metrics_address is not None:
             host, port = metrics_address
             start_http_server(port, addr=host, registry=registry)
         relay = build_relay(
-            settings, uows=UnitOfWorkFactory(engines), store=DeliveryStore(), registry=registry
+            settings,
+            uows=UnitOfWorkFactory(engines),
+            store=DeliveryStore(codec=payload_codec(keystore)),
+            registry=registry,
         )
         await relay.start()
         logger.info("forwarding.worker_started", extra={"relay": relay.name})
@@ -62,3 +67,4 @@ async def run_worker(
             await relay.stop()
     finally:
         await engines.dispose()
+        await keystore.engines.dispose()

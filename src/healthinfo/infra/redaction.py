@@ -99,7 +99,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Phone numbers: nine or more digits, optionally with +, spaces, dots, dashes, parentheses.
     (re.compile(r"(?<![\w.])(?:\+|00)?\(?\d(?:[ ().-]{0,2}\d){8,15}(?![\w])"), REDACTED),
     # Kit and member ids in API paths (uvicorn's own lines carry raw paths).
-    (re.compile(r"(/kits/)[^/\s?\"'#]+"), r"\1{kitId}"),
+    # A kit id's shape (no dots), so source paths like ``healthinfo/kits/rest.py`` stay.
+    (re.compile(r"(/kits/)[A-Za-z0-9][A-Za-z0-9_-]{0,63}(?![A-Za-z0-9_.-])"), r"\1{kitId}"),
     (re.compile(r"(/members/)[^/\s?\"'#]+"), r"\1{userId}"),
 )
 
