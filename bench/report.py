@@ -279,6 +279,9 @@ def _render(header: list[str], rows: list[list[str]], markdown: bool) -> list[st
     return [fmt.format(*header)] + [fmt.format(*r) for r in rows]
 
 
+IDLE_LEAVES = ("Condition.wait", "Event.wait", "Queue.get")
+
+
 def summarise_profile(raw: str, top: int = 25) -> dict[str, Any]:
     """py-spy ``raw`` (collapsed stacks): the busiest frames by self and by total samples."""
     own: Counter[str] = Counter()
@@ -287,6 +290,8 @@ def summarise_profile(raw: str, top: int = 25) -> dict[str, Any]:
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
+            continue
+        if stack.rsplit(";", 1)[-1].startswith(IDLE_LEAVES):  # idle worker threads
             continue
         count = int(count_text)
         samples += count

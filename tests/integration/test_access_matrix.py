@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from healthinfo.auth.tokens import mint_token
+from tests.support.asgi import http_status, websocket_answer
 from tests.support.tokens import TEST_SECRET, auth
 
 pytestmark = pytest.mark.asyncio
@@ -44,8 +45,13 @@ class Route:
     content_type: str = field(default="application/json", compare=False)
     # Problem codes of this route where they differ from PROBLEM_CODES (by status).
     codes: dict[int, str] = field(default_factory=dict, compare=False)
+    # "http", or a stream answered without a body to read: "sse" (its HTTP status) or
+    # "websocket" (open = 200; a close code 4000 + status, e.g. 4404 = 404).
+    kind: str = field(default="http", compare=False)
 
     def code_for(self, status: int) -> str | None:
+        if self.kind != "http":
+            return None
         return self.codes.get(status, PROBLEM_CODES.get(status))
 
     @property
@@ -75,6 +81,10 @@ AMEND = Route(
     codes={409: "not-submitted"},
 )
 EXPORT = Route("GET", "/kits/{kitId}/export")
+EVENTS = Route("GET", "/kits/{kitId}/health-information/events", kind="sse")
+SOCKET = Route("WEBSOCKET", "/kits/{kitId}/health-information/ws", kind="websocket")
+DELIVERIES = Route("GET", "/admin/deliveries")
+DELIVERY_RETRY = Route("POST", "/admin/deliveries/{id}/retry")
 
 # The callers, in the order of the table's columns. The first five carry no valid token; the
 # forged ones claim to be an admin, so a 401 there proves the token, not the role, was refused.
@@ -111,6 +121,12 @@ _TABLE: dict[Route, tuple[int, ...]] = {
     # The arranged data is in progress: an admin gets past access control to 409.
     AMEND:           (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403),
     EXPORT:          (401, 401, 401, 401, 401, 404, 403, 403, 200, 200, 403),
+    # Streams: the same rules as reading; a WebSocket closes with 4000 + the status.
+    EVENTS:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    SOCKET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    # Admin routes name no kit: everyone but an admin is 403 (an unknown delivery: 404).
+    DELIVERIES:      (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403),
+    DELIVERY_RETRY:  (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
     # Not a kit route: any authenticated caller reads the questionnaire.
     QUESTIONNAIRE:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
 }
@@ -153,6 +169,9 @@ LEGACY_CASES = [
         (AUDIT_EVENTS, "owner"),
         (AUDIT_EVENTS, "auditor"),
         (QUESTIONNAIRE, "bad-signature"),
+        (DELIVERIES, "admin"),
+        (DELIVERY_RETRY, "owner"),
+        (HI_ERASE, "viewer"),
     ]
 ]
 
@@ -221,9 +240,24 @@ def headers_for(caller: str, kit: Arrangement) -> dict[str, str]:
 def url_for(route: Route, kit: Arrangement, prefix: str = "/v1") -> str:
     target = kit.spare if route.method == "DELETE" else kit.newcomer
     path = route.path.format(
-        kitId=kit.kit_id, version=1, userId=target, questionnaireId="health-information"
+        kitId=kit.kit_id,
+        version=1,
+        userId=target,
+        questionnaireId="health-information",
+        id="no-such-delivery",
     )
     return prefix + path
+
+
+async def stream_status(
+    app: FastAPI, route: Route, caller: str, kit: Arrangement, prefix: str = "/v1"
+) -> int:
+    """How a streaming route answered, as an HTTP status (a WebSocket close 4404 is 404)."""
+    headers = headers_for(caller, kit)
+    if route.kind == "sse":
+        return await http_status(app, "GET", url_for(route, kit, prefix), headers)
+    answer = await websocket_answer(app, url_for(route, kit, prefix), headers)
+    return 200 if answer == "open" else int(answer) - 4000
 
 
 async def call(
@@ -307,10 +341,14 @@ async def test_every_v1_route_has_a_legacy_twin(app: FastAPI) -> None:
 
 @pytest.mark.parametrize(("route", "caller", "expected"), CASES)
 async def test_route_answers_caller_as_the_matrix_says(
-    client: httpx.AsyncClient, route: Route, caller: str, expected: int
+    app: FastAPI, client: httpx.AsyncClient, route: Route, caller: str, expected: int
 ) -> None:
     kit = await arrange(client)
     before = await kit_state(client, kit)
+    if route.kind != "http":
+        assert await stream_status(app, route, caller, kit) == expected
+        assert await kit_state(client, kit) == before
+        return
     response = await call(client, route, caller, kit)
     assert response.status_code == expected, response.text
     if route.code_for(expected) is not None:

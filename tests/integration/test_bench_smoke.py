@@ -89,6 +89,7 @@ def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
         sse = results["sse"][name]
         assert sse["connected"] == sse["subscribers"] > 0
         assert sse["deliveries"] > 0
+        assert sse["write_failures"] == 0, sse["write_failure_statuses"]
         latency = sse["latency"]
         assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     assert results["sse"]["fanout"]["per_connection_kib"] is not None

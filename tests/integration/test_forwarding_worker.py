@@ -104,16 +104,14 @@ async def test_a_worker_killed_mid_delivery_loses_nothing_another_worker_finishe
             )
             workers.append(doomed)
             doomed.start()
-            await lab.wait_for(lambda: len(lab.accepted) >= total // 3 and lab.in_flight > 0, 30)
+            await lab.wait_for(lambda: len(lab.accepted) >= total // 3 and lab.in_flight > 0, 90)
             doomed.kill()  # while the lab holds at least one of its requests
             assert doomed.process is not None
             assert doomed.process.returncode == -9
 
-            stranded = [
-                r
-                for r in await outbox_rows(app)
-                if r.state == "pending" and r.leased_until and r.leased_until > utc_now()
-            ]
+            # Claims are released only by recording an outcome; no other relay runs yet, so a
+            # pending row that still names an owner is a claim the killed worker took along.
+            stranded = [r for r in await outbox_rows(app) if r.state == "pending" and r.lease_owner]
             assert stranded, "the killed worker held no claim: the test proves nothing"
             accepted_before = len(lab.accepted_ids())
             assert accepted_before < total

@@ -319,7 +319,7 @@ class Harness:
     def __init__(self, settings: Settings) -> None:
         self.loop = asyncio.new_event_loop()
         self.app = create_app(settings)
-        self._lifespan: AbstractAsyncContextManager[None] = self.app.router.lifespan_context(
+        self._lifespan: AbstractAsyncContextManager[Any] = self.app.router.lifespan_context(
             self.app
         )
         self.loop.run_until_complete(self._lifespan.__aenter__())

@@ -34,7 +34,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
 
     # -- lifecycle (call from any thread) ------------------------------------------------------
 
@@ -90,7 +90,7 @@ class FaultProxy:
 
     async def _cut(self) -> None:
         for transport in list(self._transports):
-            transport.abort()  # type: ignore[attr-defined]
+            transport.abort()
         self._transports.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -107,7 +107,7 @@ class FaultProxy:
         finally:
             self._transports -= pair
             for transport in pair:
-                transport.abort()  # type: ignore[attr-defined]
+                transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
@@ -119,4 +119,4 @@ class FaultProxy:
                 writer.write(data)
                 await writer.drain()
         # One side finished: end the other one too, so neither half stays open alone.
-        writer.transport.abort()  # type: ignore[attr-defined]
+        writer.transport.abort()
