@@ -27,7 +27,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=200, description="From a previous nextCursor.")]
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -48,7 +48,7 @@ async def authenticate(request: Request, svc: ServicesDep) -> Actor:
 ActorDep = Annotated[Actor, Depends(authenticate)]
 
 
-def rest_context(request: Request, actor: ActorDep) -> RequestContext:
+async def rest_context(request: Request, actor: ActorDep) -> RequestContext:
     return RequestContext(
         actor=actor,
         channel=Channel.REST,
@@ -92,5 +92,5 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
-def page_limit(limit: Limit = DEFAULT_LIMIT) -> int:
+async def page_limit(limit: Limit = DEFAULT_LIMIT) -> int:
     return limit

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Self
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +20,25 @@ from healthinfo.common.database import Engines
 from healthinfo.errors import Unavailable
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+# SQLSTATE classes that mean "the database cannot serve us now", not "this request is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections), 57P operator
+# intervention (shutdown, cannot connect now).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database (or key store) is unreachable or overloaded."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,19 +82,11 @@ class UnitOfWorkFactory:
             async with self._write() as session, session.begin():
                 uow = UnitOfWork(session, writable=True)
                 yield uow
-        except (OperationalError, PoolTimeoutError, OSError) as exc:
+        except BaseException as exc:
             if uow is not None:
                 uow.discard()
-            raise Unavailable() from exc
-        except DBAPIError as exc:
-            if uow is not None:
-                uow.discard()
-            if exc.connection_invalidated:
+            if is_database_unavailable(exc):
                 raise Unavailable() from exc
-            raise
-        except BaseException:
-            if uow is not None:
-                uow.discard()
             raise
         await uow.run_after_commit()
 
@@ -84,5 +95,7 @@ class UnitOfWorkFactory:
         try:
             async with self._read() as session, session.begin():
                 yield UnitOfWork(session, writable=False)
-        except (OperationalError, PoolTimeoutError, OSError) as exc:
-            raise Unavailable() from exc
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise Unavailable() from exc
+            raise
