@@ -157,6 +157,7 @@ def build_services(
             audit_reads=settings.audit_reads,
             amendments=settings.amendments_enabled,
         ),
+        max_answers=settings.max_answers,
         retry_attempts=settings.write_retry_attempts,
     )
     forwarding = build_forwarding(

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     strict_preconditions: Flag = OFF
     amendments_enabled: Flag = ON
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_answers: int = Field(default=200, ge=1, le=10_000)
     questionnaire_id: str = "health-information"
     write_retry_attempts: int = Field(default=50, ge=1, le=1000)
 

@@ -92,3 +92,19 @@ async def test_the_cache_switched_off_serves_every_read_from_the_database(
             }
         registry = app.state.services.metrics.registry
         assert not registry.get_sample_value("cache_requests_total", {"result": "hit"})
+
+
+async def test_the_answer_count_limit_is_a_setting(
+    make_settings: Callable[..., Settings], kit_id: str, user: str
+) -> None:
+    async with client_with(make_settings, max_answers=2) as client:
+        answers = {"heightCm": 170, "weightKg": 60, "vaping": False}
+        response = await client.put(url(kit_id), json={"answers": answers}, headers=auth(user))
+        assert response.status_code == 422
+        assert response.json()["errors"] == [
+            {"field": "answers", "message": "must hold at most 2 answers"}
+        ]
+        two = {"heightCm": 170, "weightKg": 60}
+        assert (
+            await client.put(url(kit_id), json={"answers": two}, headers=auth(user))
+        ).status_code == 201

@@ -119,6 +119,7 @@ class HealthInformationService:
         questionnaire: Questionnaire,
         audit: AuditLog,
         flags: ServiceFlags | None = None,
+        max_answers: int = 200,
         retry_attempts: int = 50,
         cache: HealthInformationCache | None = None,
         listeners: Sequence[ChangeListener] = (),
@@ -130,6 +131,7 @@ class HealthInformationService:
         self._questionnaire = questionnaire
         self._audit = audit
         self._flags = flags or ServiceFlags()
+        self._max_answers = max_answers
         self._attempts = retry_attempts
         self._cache = cache
         self._listeners = list(listeners)
@@ -459,6 +461,10 @@ class HealthInformationService:
         base_version: int | None,
         current: HealthInformationState | None,
     ) -> None:
+        if len(incoming) + len(removals) > self._max_answers:
+            raise ValidationFailed(
+                [FieldError("answers", f"must hold at most {self._max_answers} answers")]
+            )
         errors = validate_answers(self._questionnaire, incoming)
         errors += [
             FieldError(f"answers.{key}", "unknown question id")
