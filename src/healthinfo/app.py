@@ -324,5 +324,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             )
             components.update(definition.pop("$defs", {}))
             components[model.__name__] = definition
+        _document_auth_and_idempotency(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+PUBLIC_PATHS = ("/health/", "/metrics", "/openapi.json", "/docs", "/demo")
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "The same key and request replays the stored response "
+    "(`Idempotent-Replayed: true`); a different request is 422; while running, 409.",
+}
+
+
+def _document_auth_and_idempotency(schema: dict[str, Any]) -> None:
+    """Every API route takes a bearer JWT; every PUT, PATCH and POST an Idempotency-Key."""
+    schemes = schema["components"].setdefault("securitySchemes", {})
+    schemes["bearerAuth"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(PUBLIC_PATHS):
+            continue
+        for method, operation in operations.items():
+            operation["security"] = [{"bearerAuth": []}]
+            if method in ("put", "patch", "post"):
+                parameters = operation.setdefault("parameters", [])
+                if not any(p.get("name") == "Idempotency-Key" for p in parameters):
+                    parameters.append(dict(IDEMPOTENCY_KEY))

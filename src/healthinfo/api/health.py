@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from healthinfo.api.deps import ServicesDep
 from healthinfo.api.responses import json_response
@@ -20,7 +20,27 @@ async def live() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/health/ready", summary="Readiness: the database answers; the cache is reported")
+READY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["status", "checks"],
+}
+
+
+@router.get(
+    "/health/ready",
+    summary="Readiness: the database answers; the cache is reported",
+    responses={
+        200: {"description": "Ready.", "content": {"application/json": {"schema": READY_SCHEMA}}},
+        503: {
+            "description": "The database does not answer.",
+            "content": {"application/json": {"schema": READY_SCHEMA}},
+        },
+    },
+)
 async def ready(svc: ServicesDep) -> Response:
     checks: dict[str, str] = {}
     try:
@@ -47,6 +67,16 @@ async def _cache_state(svc: Services) -> str:
     return "ok" if await svc.cache.probe() else "degraded"
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(svc: ServicesDep) -> Response:
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
