@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import PlainTextResponse, Response
 
 from healthinfo.api.deps import ServicesDep
+from healthinfo.api.problems import domain_problem, problem_response, request_id_of
 from healthinfo.api.responses import json_response
 from healthinfo.errors import Unavailable
 from healthinfo.services import Services
@@ -23,7 +24,7 @@ async def live() -> Response:
 READY_SCHEMA = {
     "type": "object",
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "status": {"type": "string", "enum": ["ok"]},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "required": ["status", "checks"],
@@ -36,12 +37,14 @@ READY_SCHEMA = {
     responses={
         200: {"description": "Ready.", "content": {"application/json": {"schema": READY_SCHEMA}}},
         503: {
-            "description": "The database does not answer.",
-            "content": {"application/json": {"schema": READY_SCHEMA}},
+            "description": "The database does not answer (a problem with `checks`).",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
         },
     },
 )
-async def ready(svc: ServicesDep) -> Response:
+async def ready(request: Request, svc: ServicesDep) -> Response:
     checks: dict[str, str] = {}
     try:
         async with svc.uows.read() as uow:
@@ -51,11 +54,12 @@ async def ready(svc: ServicesDep) -> Response:
         svc.metrics.db_errors.labels("readiness").inc()
         checks["database"] = "unavailable"
     checks["cache"] = await _cache_state(svc)
-    ready_ = checks["database"] == "ok"
-    return json_response(
-        {"status": "ok" if ready_ else "unavailable", "checks": checks},
-        status=200 if ready_ else 503,
-    )
+    if checks["database"] != "ok":  # an error like any other: a problem, with the checks
+        body = domain_problem(
+            Unavailable(), instance=request.url.path, request_id=request_id_of(request)
+        )
+        return problem_response({**body, "checks": checks})
+    return json_response({"status": "ok", "checks": checks})
 
 
 async def _cache_state(svc: Services) -> str:
