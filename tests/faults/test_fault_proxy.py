@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
 from tests.support.fault_proxy import FaultProxy
@@ -77,3 +78,15 @@ async def test_refuse_refuses_new_connections_until_pass(proxy: FaultProxy) -> N
         await asyncio.open_connection("127.0.0.1", proxy.port)
     proxy.pass_()
     assert await roundtrip(proxy.port) == b"ping"
+
+
+async def test_postgres_starting_up_answers_like_a_starting_server() -> None:
+    """asyncpg sees exactly what a PostgreSQL server that is starting up sends."""
+    running = FaultProxy("127.0.0.1", 9, name="pg-starting")  # never contacted in this mode
+    running.start()
+    try:
+        running.postgres_starting_up()
+        with pytest.raises(asyncpg.exceptions.CannotConnectNowError):
+            await asyncpg.connect(host="127.0.0.1", port=running.port, user="postgres", timeout=5)
+    finally:
+        running.close()

@@ -7,8 +7,8 @@ reader GETs them, while a fault schedule, paced by the writers' progress, hits e
 
 * the service: SIGKILL, then a restart (twice);
 * Redis: delayed, connections cut and refused, killed and restarted;
-* PostgreSQL: delayed, connections cut, refused, ``pg_ctl restart -m fast`` (clean) and
-  ``-m immediate`` (a crash recovered from the WAL).
+* PostgreSQL: delayed, connections cut, refused, answered "starting up" (57P03) for 2 s,
+  ``pg_ctl restart -m fast`` (clean) and ``-m immediate`` (a crash recovered from the WAL).
 
 Clients do what the contract tells them to: on a connection error, a timeout, a 503 or a 409
 ``idempotency-key-in-use`` they retry the same request with the same ``Idempotency-Key``. After
@@ -265,6 +265,15 @@ async def refuse_postgres(parts: Parts, fault: Fault) -> None:
     fault.removed = time.monotonic()
 
 
+async def postgres_starting_up(parts: Parts, fault: Fault) -> None:
+    """What a restart shows for a moment, held for HOLD: 57P03 "the database system is
+    starting up" to every new connection (the open ones are cut)."""
+    parts.pg_proxy.postgres_starting_up()
+    await asyncio.sleep(HOLD)
+    parts.pg_proxy.pass_()
+    fault.removed = time.monotonic()
+
+
 async def restart_postgres_fast(parts: Parts, fault: Fault) -> None:
     await asyncio.to_thread(parts.postgres.restart, "fast")
     fault.removed = time.monotonic()
@@ -304,6 +313,7 @@ SCHEDULE: tuple[tuple[str, Injector, bool, bool], ...] = (
     ("redis-cut-and-refuse", cut_and_refuse_redis, False, False),
     ("postgres-cut-connections", cut_postgres, True, False),
     ("postgres-refuse-connections", refuse_postgres, True, False),
+    ("postgres-starting-up", postgres_starting_up, True, False),
     ("redis-kill-restart", restart_redis, False, False),
     ("postgres-restart-fast", restart_postgres_fast, True, False),
     ("postgres-crash-immediate", crash_postgres, True, False),
@@ -321,8 +331,9 @@ async def inject_faults(
             assert not all(w.done() for w in writers), "the writers stopped early"
             await asyncio.sleep(0.01)
         assert load.progress < total, f"the writers finished before fault {kind}"
-        fault = Fault(kind, time.monotonic(), db_unreachable=db_unreachable)
-        fault.service_down = service_down
+        fault = Fault(
+            kind, time.monotonic(), db_unreachable=db_unreachable, service_down=service_down
+        )
         await injector(parts, fault)
         await load.probe(fault)
         load.faults.append(fault)

@@ -8,7 +8,11 @@ new connection to the upstream. Modes, switched at any time from any thread:
 * ``delay(ms)``: hold every chunk ``ms`` milliseconds before forwarding it (both directions);
 * ``cut()``: abort every open connection now (both sides see a reset), keep accepting new ones;
 * ``refuse()``: stop listening, so new connections are refused (ECONNREFUSED), and cut the open
-  ones: the upstream is unreachable. ``pass_()`` listens again on the same port.
+  ones: the upstream is unreachable. ``pass_()`` listens again on the same port;
+* ``postgres_starting_up()``: cut the open connections and answer each new one the way a
+  PostgreSQL server that is starting up (or shutting down) does: an ``ErrorResponse`` with
+  SQLSTATE 57P03 ``cannot_connect_now`` after the client's startup packet. A real restart shows
+  this state only for a moment; the proxy holds it for as long as a test needs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 from tests.support.server import free_port
 
 CHUNK = 65536
+SSL_REQUEST_CODES = (80877103, 80877104)  # SSLRequest, GSSENCRequest
+STARTING_UP = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0Rfault-proxy\0\0"
 
 
 class FaultProxy:
@@ -30,6 +36,7 @@ class FaultProxy:
         self.name = name
         self.port = free_port()
         self.delay_seconds = 0.0
+        self.starting_up = False
         self.accepted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
@@ -55,6 +62,7 @@ class FaultProxy:
     def pass_(self) -> None:
         """Forward without delay, and listen again if refusing."""
         self.delay_seconds = 0.0
+        self.starting_up = False
         self._call(self._listen())
 
     def delay(self, milliseconds: float) -> None:
@@ -62,6 +70,10 @@ class FaultProxy:
 
     def cut(self) -> None:
         self._call(self._cut())
+
+    def postgres_starting_up(self) -> None:
+        self.starting_up = True
+        self.cut()
 
     def refuse(self) -> None:
         self._call(self._stop_listening(cut=True))
@@ -95,6 +107,9 @@ class FaultProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self.starting_up:
+            await self._refuse_as_starting_postgres(reader, writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -108,6 +123,22 @@ class FaultProxy:
             self._transports -= pair
             for transport in pair:
                 transport.abort()
+
+    async def _refuse_as_starting_postgres(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Read the startup packet (declining SSL first), answer 57P03, close."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
+            length = int.from_bytes(await reader.readexactly(4), "big")
+            body = await reader.readexactly(length - 4)
+            if length == 8 and int.from_bytes(body, "big") in SSL_REQUEST_CODES:
+                writer.write(b"N")
+                await writer.drain()
+                length = int.from_bytes(await reader.readexactly(4), "big")
+                await reader.readexactly(length - 4)
+            writer.write(b"E" + (len(STARTING_UP) + 4).to_bytes(4, "big") + STARTING_UP)
+            await writer.drain()
+        writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
