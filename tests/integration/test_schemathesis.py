@@ -1,7 +1,8 @@
 """Schemathesis against the app's own ``/openapi.json``: generated requests, every response checked.
 
 Every operation of the schema (the ``/v1`` routes, their deprecated unversioned twins, health and
-metrics) is called with requests generated from the schema, authenticated as one owner. The kit
+metrics) is called with requests generated from the schema, authenticated as one owner (in
+negative mode a case may replace the bearer token with a malformed one, which must be 401). The kit
 ids in paths are either generated or, about half the time, one of the seeded kits that owner can
 reach (in progress with members, submitted, another user's kit the owner edits, another user's
 kit the owner cannot see), so cases get past access control and into the rules.
