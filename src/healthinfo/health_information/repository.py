@@ -109,6 +109,44 @@ class HealthInformationRepository:
         if row is None:
             return None
         submitted_at = await self._first_final_at(uow, kit_id, version)
+        return await self._revision_state(kit_id, row, created_at, submitted_at)
+
+    async def revisions_after(
+        self, uow: UnitOfWork, kit_id: str, version: int, *, created_at: datetime
+    ) -> list[HealthInformationState]:
+        """Every revision after ``version``, oldest first, in one query (stream resume)."""
+        rows = (
+            await uow.session.execute(
+                select(REVISIONS)
+                .where(REVISIONS.c.kit_id == kit_id, REVISIONS.c.version > version)
+                .order_by(REVISIONS.c.version)
+            )
+        ).all()
+        if not rows:
+            return []
+        first_submitted = (
+            await uow.session.execute(
+                select(REVISIONS.c.version, REVISIONS.c.at)
+                .where(REVISIONS.c.kit_id == kit_id, REVISIONS.c.status == Status.SUBMITTED.value)
+                .order_by(REVISIONS.c.version)
+                .limit(1)
+            )
+        ).first()
+        return [
+            await self._revision_state(
+                kit_id,
+                row,
+                created_at,
+                first_submitted.at
+                if first_submitted is not None and row.version >= first_submitted.version
+                else None,
+            )
+            for row in rows
+        ]
+
+    async def _revision_state(
+        self, kit_id: str, row: Any, created_at: datetime, submitted_at: datetime | None
+    ) -> HealthInformationState:
         return HealthInformationState(
             kit_id=kit_id,
             questionnaire_id="",

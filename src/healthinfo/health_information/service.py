@@ -205,12 +205,23 @@ class HealthInformationService:
     async def revisions_after(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
     ) -> list[HealthInformationState]:
-        """Every version after ``version``, oldest first: what a reconnecting stream missed."""
-        current = await self.get(uow, actor, kit_id)
-        states = []
-        for number in range(version + 1, current.version + 1):
-            states.append(await self.get_version(uow, actor, kit_id, number))
-        return states
+        """Every version after ``version``, oldest first: what a reconnecting stream missed.
+
+        One authorization and one query, however many versions were missed.
+        """
+        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        current = await self._existing(uow, kit_id)
+        revisions = await self._repo.revisions_after(
+            uow, kit_id, version, created_at=current.created_at
+        )
+        return [
+            dataclasses.replace(
+                revision,
+                questionnaire_id=current.questionnaire_id,
+                questionnaire_version=current.questionnaire_version,
+            )
+            for revision in revisions
+        ]
 
     async def changes_after(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
