@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from healthinfo.app import create_app
@@ -192,3 +192,27 @@ async def dump(settings: Settings, tmp_path: Path) -> bytes:
         timeout=120,
     )
     return target.read_bytes()
+
+
+async def test_a_write_reads_its_kits_data_key_from_the_store_once(
+    app: FastAPI, client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    """The row, the revision and the cache entry are encrypted under one key lookup."""
+    keystore = app.state.services.keystore
+    await client.put(url(kit_id), json={"answers": {"heightCm": 180}}, headers=auth(user))
+    lookups: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM data_keys" in statement:
+            lookups.append(statement)
+
+    engine = keystore.engines.read.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = await client.patch(
+            url(kit_id), json={"answers": {"heightCm": 181}}, headers=auth(user)
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 200
+    assert len(lookups) == 1

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from healthinfo.common.sql import insert_if_absent
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import AuditChainHead, AuditEvent
 
@@ -51,14 +51,7 @@ def link_hash(prev_hash: str, event: Any) -> str:
 
 async def append(uow: UnitOfWork, event: AuditEvent) -> None:
     """Chain ``event`` onto its kit's head, inside the caller's transaction."""
-    await insert_if_absent(uow, HEADS, {"kit_id": event.kit_id, "last_hash": GENESIS, "length": 0})
-    head = (
-        await uow.session.execute(
-            select(HEADS.c.last_hash, HEADS.c.length)
-            .where(HEADS.c.kit_id == event.kit_id)
-            .with_for_update()
-        )
-    ).one()
+    head = await _lock_head(uow, event.kit_id)
     event.prev_hash = head.last_hash
     event.hash = link_hash(head.last_hash, event)
     await uow.session.execute(
@@ -66,6 +59,22 @@ async def append(uow: UnitOfWork, event: AuditEvent) -> None:
         .where(HEADS.c.kit_id == event.kit_id)
         .values(last_hash=event.hash, length=head.length + 1)
     )
+
+
+async def _lock_head(uow: UnitOfWork, kit_id: str) -> Any:
+    """Create the kit's head if absent, lock it and read it: one statement, not three.
+
+    ``ON CONFLICT DO UPDATE`` with a no-op assignment takes the row lock that ``FOR UPDATE``
+    took, and ``RETURNING`` hands back the head as it stands (on SQLite the write transaction
+    already holds the database lock).
+    """
+    dialect = uow.session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(HEADS).values(kit_id=kit_id, last_hash=GENESIS, length=0)
+    statement = statement.on_conflict_do_update(
+        index_elements=[HEADS.c.kit_id], set_={"length": HEADS.c.length}
+    )
+    return (await uow.session.execute(statement.returning(HEADS.c.last_hash, HEADS.c.length))).one()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import TypeVar
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.common.context import RequestContext
 from healthinfo.common.uow import UnitOfWork, UnitOfWorkFactory
+from healthinfo.crypto.keystore import shared_key_reads
 from healthinfo.errors import DomainError, Unavailable
 from healthinfo.infra.metrics import Metrics
 
@@ -39,17 +40,24 @@ class WriteRunner:
         action: str,
         kit_id: str,
         operation: Callable[[UnitOfWork], Awaitable[T]],
+        audit_refusals: bool = True,
     ) -> T:
-        """Commit ``operation``'s work; on a domain refusal, audit it and re-raise."""
+        """Commit ``operation``'s work; on a domain refusal, audit it and re-raise.
+
+        ``audit_refusals=False`` is for reads: a refused read is an ordinary 404/403 that
+        discloses nothing and was never written to the trail.
+        """
         try:
-            async with self._uows.write() as uow:
-                result = await operation(uow)
+            with shared_key_reads():
+                async with self._uows.write() as uow:
+                    result = await operation(uow)
         except Unavailable:
             self._count(action, "unavailable")
             raise
         except DomainError as exc:
             self._count(action, exc.code)
-            await self._record_refusal(ctx, action, kit_id, exc)
+            if audit_refusals:
+                await self._record_refusal(ctx, action, kit_id, exc)
             raise
         except Exception:
             self._count(action, "error")

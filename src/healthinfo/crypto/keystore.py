@@ -6,7 +6,8 @@ the erasure, which would otherwise carry the wrapped key along with the data.
 
 Writes read the kit's current key from the store each time (so an instance never encrypts
 with a key that another instance destroyed); reads find keys by the id the ciphertext names,
-cached in memory after the first unwrap.
+cached in memory after the first unwrap. Within one write (``shared_key_reads``) the key is
+read once, not once per copy encrypted (the row, the revision, the cache entry, the outbox).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import base64
 import os
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +43,26 @@ DATA_KEYS = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 NONCE_BYTES = 12
+
+
+_keys_of_this_write: ContextVar[dict[str, DataKey] | None] = ContextVar(
+    "keys_of_this_write", default=None
+)
+
+
+@contextmanager
+def shared_key_reads() -> Iterator[None]:
+    """Within the block, ``KeyStore.current`` reads each kit's key from the store only once.
+
+    A write encrypts the same answers up to four times; reading the key for each copy cost
+    three extra key-store transactions per PATCH and could even mix keys if an erasure ran in
+    between. The block is one write: short enough that "read on every write" still holds.
+    """
+    token = _keys_of_this_write.set({})
+    try:
+        yield
+    finally:
+        _keys_of_this_write.reset(token)
 
 
 class KeyDestroyed(Exception):
@@ -74,6 +98,15 @@ class KeyStore:
         Read from the store on every call (a cheap primary-key lookup) rather than from memory,
         so no instance encrypts with a key another instance destroyed in an erasure.
         """
+        shared = _keys_of_this_write.get()
+        if shared is not None and kit_id in shared:
+            return shared[kit_id]
+        key = await self._current_from_store(kit_id)
+        if shared is not None:
+            shared[kit_id] = key
+        return key
+
+    async def _current_from_store(self, kit_id: str) -> DataKey:
         async with self.engines.read.connect() as conn:
             row = (
                 await conn.execute(select(DATA_KEYS).where(DATA_KEYS.c.kit_id == kit_id))
@@ -114,6 +147,9 @@ class KeyStore:
             result = await conn.execute(delete(DATA_KEYS).where(DATA_KEYS.c.kit_id == kit_id))
         for key_id in [k for k, v in self._cache.items() if v.kit_id == kit_id]:
             del self._cache[key_id]
+        shared = _keys_of_this_write.get()
+        if shared is not None:
+            shared.pop(kit_id, None)
         return bool(result.rowcount)
 
     async def rewrap(self) -> int:
