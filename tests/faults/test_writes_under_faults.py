@@ -23,9 +23,16 @@ What it proves, checked after the load from the database through the API:
   and the final answers equal the acknowledged patches applied in version order;
 * no 5xx except 503 while the database is unreachable (never for a Redis fault), and connection
   errors only while the service is down;
-* recovery within ``RECOVERY_BOUND_SECONDS`` of every fault's removal.
+* recovery within ``RECOVERY_BOUND_SECONDS`` of every fault's removal;
+* no answer value and no credential in anything the service wrote: every write carries marker
+  values (a free-text note ``PHI-<run>… #<step>`` and, for the decimal questions, a number with
+  a run-specific fraction), the servers trace every request to an OTLP receiver
+  (``otlp_sink.py``), and after the load every server log and the span dump are scanned
+  (``tests/support/phi_scan.py``) for each value written, each bearer token used, the JWT
+  secret and the master keys.
 
-The measured figures are printed and written to ``fault-figures.json`` in the test's tmp dir.
+One load runs per module (the ``outcome`` fixture); each test judges one of these properties.
+The measured figures are printed and written to ``fault-figures.json`` in the run's tmp dir.
 Default size 8 writers × 60 writes; ``HEALTHINFO_TEST_FULL=1``: 8 × 250 (2,000 writes).
 """
 
@@ -45,11 +52,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.faults.otlp_sink import OtlpSink
 from tests.support.fault_proxy import FaultProxy
+from tests.support.phi_scan import PhiScanner, ScanReport, Secret, credential_secrets
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.redis_server import PrivateRedis
 from tests.support.server import ServerProcess
-from tests.support.tokens import auth
+from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET, token
 
 FULL = os.environ.get("HEALTHINFO_TEST_FULL") == "1"
 WRITERS = 8
@@ -70,6 +79,7 @@ QUESTIONS = (
     ("weightKg", 1, 650),
     ("waistCm", 20, 300),
 )
+DECIMAL_QUESTIONS = frozenset({"weightKg", "waistCm"})
 SERVER_ENV = {
     "HEALTHINFO_IDEMPOTENCY_LEASE_SECONDS": "2",  # a killed request's key is free again soon
     "HEALTHINFO_DB_TIMEOUT_SECONDS": "3",
@@ -79,6 +89,12 @@ SERVER_ENV = {
         for kind in ("READ", "WRITE", "STREAM")
         for who in ("USER", "ADDRESS")
     },
+    # The most verbose level: the PHI scan reads every line the service can write.
+    "HEALTHINFO_LOG_LEVEL": "DEBUG",
+    # Spans to the test's OTLP receiver (its endpoint is added per run); exported every 0.5 s
+    # instead of 5 s, so a SIGKILL loses little of the span dump.
+    "HEALTHINFO_OTEL_ENABLED": "true",
+    "OTEL_BSP_SCHEDULE_DELAY": "500",
 }
 
 
@@ -123,6 +139,13 @@ class Load:
 
     base_url: str
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # What the PHI scan looks for: every free-text value starts with the marker; every decimal
+    # answer has the fraction's digits (a value no log line, id or timing has by chance). Kept
+    # out of reprs, so failures do not print them.
+    marker: str = field(default_factory=lambda: f"PHI-{uuid.uuid4().hex}", repr=False)
+    fraction: str = field(default_factory=lambda: f"{uuid.uuid4().int % 10**7:07d}", repr=False)
+    written: set[str] = field(default_factory=set, repr=False)  # every text and decimal sent
+    tokens: set[str] = field(default_factory=set, repr=False)  # every bearer token sent
     attempts: list[Attempt] = field(default_factory=list)  # writes
     reads: list[Attempt] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
@@ -134,13 +157,41 @@ class Load:
     def kit(self, index: int | str) -> str:
         return f"FAULT-{self.run}-{index}"
 
+    def auth(self, user: str) -> dict[str, str]:
+        bearer = token(user)
+        self.tokens.add(bearer)
+        return {"Authorization": f"Bearer {bearer}"}
+
+    def note(self, label: str) -> str:
+        """A free-text answer: the run's marker, and characters JSON and URLs escape."""
+        return f"{self.marker} née {label}"
+
+    def value(self, number: int, step: int) -> int | float:
+        """Writer ``number``'s answer at ``step``. A decimal one is unmistakable in a text:
+        the writer's number (so no writer's value is part of another's), the run's fraction,
+        the step and a final 1 (so no trailing zero is dropped); 15 digits at most, so the
+        float prints exactly as written."""
+        question, low, high = QUESTIONS[number]
+        if question in DECIMAL_QUESTIONS:
+            return float(f"{low + number}.{number}{self.fraction}{step:04d}1")
+        return low + step % (high - low)
+
+    def remember(self, patch: dict[str, Any]) -> None:
+        """The distinctive values: free text and decimals (small integers are in every log)."""
+        self.written.update(
+            value if isinstance(value, str) else json.dumps(value)
+            for value in patch.values()
+            if isinstance(value, str | float)
+        )
+
     async def write(
         self, client: httpx.AsyncClient, kit: str, user: str, patch: dict[str, Any], key: str
     ) -> Ack:
         """PATCH until acknowledged, retrying safely with the same Idempotency-Key."""
         deadline = time.monotonic() + WRITE_DEADLINE_SECONDS
         pause = 0.05
-        headers = {**auth(user), "Idempotency-Key": key}
+        headers = {**self.auth(user), "Idempotency-Key": key}
+        self.remember(patch)
         while True:
             started = time.monotonic()
             try:
@@ -173,15 +224,15 @@ class Load:
             pause = min(pause * 2, 0.5)
 
     async def writer(self, number: int) -> None:
-        question, low, high = QUESTIONS[number]
+        question = QUESTIONS[number][0]
         kit, owner = self.kit(number % KITS), f"fault-owner-{number % KITS}"
         async with httpx.AsyncClient(
             base_url=self.base_url, timeout=CLIENT_TIMEOUT_SECONDS
         ) as client:
             for step in range(WRITES_PER_WRITER):
                 patch = {
-                    question: low + step % (high - low),
-                    "additionalNotes": f"w{number}-{step}",
+                    question: self.value(number, step),
+                    "additionalNotes": self.note(f"w{number} #{step:04d}"),
                 }
                 await self.write(client, kit, owner, patch, f"{self.run}-w{number}-{step}")
                 self.progress += 1
@@ -198,7 +249,7 @@ class Load:
                 try:
                     response = await client.get(
                         f"/v1/kits/{kit}/health-information",
-                        headers=auth(f"fault-owner-{number % KITS}"),
+                        headers=self.auth(f"fault-owner-{number % KITS}"),
                     )
                 except httpx.TransportError as exc:
                     self.reads.append(Attempt(started, time.monotonic(), f"transport:{exc!r}"))
@@ -215,7 +266,7 @@ class Load:
             base_url=self.base_url, timeout=CLIENT_TIMEOUT_SECONDS
         ) as client:
             index = len(self.faults)
-            patch = {"additionalNotes": f"probe after {fault.kind} #{index}"}
+            patch = {"additionalNotes": self.note(f"probe after {fault.kind} #{index:02d}")}
             ack = await self.write(
                 client, self.kit("probe"), "fault-prober", patch, f"{self.run}-probe-{index}"
             )
@@ -232,6 +283,8 @@ class Parts:
     redis: PrivateRedis
     pg_proxy: FaultProxy
     redis_proxy: FaultProxy
+    spans: OtlpSink
+    directory: Path  # the servers' logs are in directory / "service"
 
 
 Injector = Callable[[Parts, Fault], Awaitable[None]]
@@ -342,8 +395,9 @@ async def inject_faults(
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[Parts]:
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parts]:
+    tmp_path = tmp_path_factory.mktemp("faults")
     postgres = PrivatePostgres()
     redis = PrivateRedis(tmp_path)
     started: list[Callable[[], None]] = []
@@ -358,18 +412,22 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
         redis_proxy = FaultProxy("127.0.0.1", redis.port, name="redis-proxy")
         redis_proxy.start()
         started.append(redis_proxy.close)
+        spans = OtlpSink(tmp_path / "spans.jsonl")
+        spans.start()
+        started.append(spans.close)
         server = ServerProcess(
             database_url=postgres.url(pg_proxy.port),
             data_dir=tmp_path / "service",
             extra_env={
                 **SERVER_ENV,
                 "HEALTHINFO_REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}/0",
+                "HEALTHINFO_OTEL_EXPORTER_ENDPOINT": spans.endpoint,
             },
         )
         (tmp_path / "service").mkdir()
         server.start()
         started.append(server.stop)
-        yield Parts(server, postgres, redis, pg_proxy, redis_proxy)
+        yield Parts(server, postgres, redis, pg_proxy, redis_proxy, spans, tmp_path)
     finally:
         for stop in reversed(started):
             stop()
@@ -412,15 +470,17 @@ def violations(load: Load) -> list[Violation]:
     return found
 
 
-async def read_back(client: httpx.AsyncClient, kit: str, user: str) -> tuple[Any, list[int]]:
-    current = await client.get(f"/v1/kits/{kit}/health-information", headers=auth(user))
+async def read_back(
+    client: httpx.AsyncClient, kit: str, headers: dict[str, str]
+) -> tuple[Any, list[int]]:
+    current = await client.get(f"/v1/kits/{kit}/health-information", headers=headers)
     assert current.status_code == 200, current.text
     versions: list[int] = []
     cursor: str | None = None
     while True:
         params = {"limit": "500", **({"cursor": cursor} if cursor else {})}
         page = await client.get(
-            f"/v1/kits/{kit}/health-information/history", params=params, headers=auth(user)
+            f"/v1/kits/{kit}/health-information/history", params=params, headers=headers
         )
         assert page.status_code == 200, page.text
         versions += [item["version"] for item in page.json()["items"]]
@@ -445,7 +505,7 @@ async def check_nothing_lost(load: Load) -> dict[str, int]:
     async with httpx.AsyncClient(base_url=load.base_url, timeout=CLIENT_TIMEOUT_SECONDS) as c:
         for kit, owner in owners.items():
             acks = [a for a in load.acks if a.kit == kit]
-            current, history = await read_back(c, kit, owner)
+            current, history = await read_back(c, kit, load.auth(owner))
             versions = sorted(a.version for a in acks)
             top = current["version"]
             assert history == list(range(top, 0, -1)), f"{kit}: history has gaps: {history}"
@@ -463,8 +523,102 @@ async def check_nothing_lost(load: Load) -> dict[str, int]:
     return {"lost_acknowledged_writes": lost_writes, "lost_updates": lost_updates}
 
 
+@dataclass
+class PhiScan:
+    """What the scan read (so it cannot pass by reading nothing), and what it found."""
+
+    logs: ScanReport
+    request_lines: int  # access-log lines: one per request the service answered
+    spans: ScanReport
+    server_spans: int
+    rejected_exports: int
+    database_log: ScanReport
+    secrets: dict[str, int]
+    spellings: int
+    control: ScanReport  # the kits' answers as the API serves them: where the values belong
+    control_expected: int  # the text and decimal answers in them, each must be found
+
+    @property
+    def leaks(self) -> list[str]:
+        return [str(leak) for r in (self.logs, self.spans, self.database_log) for leak in r.leaks]
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "server_log_files": self.logs.sources,
+            "server_log_lines": self.logs.lines,
+            "server_request_lines": self.request_lines,
+            "spans": self.spans.lines,
+            "server_spans": self.server_spans,
+            "rejected_span_exports": self.rejected_exports,
+            "database_log_lines": self.database_log.lines,
+            "secrets": self.secrets,
+            "spellings_searched": self.spellings,
+            "control_values_found": f"{len(self.control.leaks)}/{self.control_expected}",
+            "leaks": len(self.leaks),
+        }
+
+
+async def served_answers(load: Load) -> list[str]:
+    """Each kit's current answers, the response text as the API sends it."""
+    owners = {load.kit(i): f"fault-owner-{i}" for i in range(KITS)}
+    owners[load.kit("probe")] = "fault-prober"
+    async with httpx.AsyncClient(base_url=load.base_url, timeout=CLIENT_TIMEOUT_SECONDS) as c:
+        responses = [
+            await c.get(f"/v1/kits/{kit}/health-information", headers=load.auth(owner))
+            for kit, owner in owners.items()
+        ]
+    assert all(r.status_code == 200 for r in responses), [r.status_code for r in responses]
+    return [r.text for r in responses]
+
+
+def scan_for_phi(load: Load, parts: Parts, served: list[str]) -> PhiScan:
+    """Every server log, the span dump and PostgreSQL's log, for every value written, every
+    token used, the JWT secret and the master keys. Call it once the server has stopped, so the
+    spans it still held are exported.
+
+    ``served`` (the kits' answers from the API) is the positive control: there the values
+    belong, so there the scan must find each text and decimal answer, spelled as the service
+    spells them."""
+    values = [Secret("answer value", value) for value in sorted(load.written)]
+    tokens = [Secret("bearer token", bearer) for bearer in sorted(load.tokens)]
+    credentials = credential_secrets(TEST_SECRET, TEST_MASTER_KEYS)
+    marker = Secret("answer value (the run's marker)", load.marker)
+    scanner = PhiScanner([marker, *values, *tokens, *credentials])
+    server_logs = sorted((parts.directory / "service").glob("server-*.log"))
+    request_lines = sum(
+        path.read_text(errors="replace").count('"event": "http.request"') for path in server_logs
+    )
+    database_log = [parts.postgres.log] if parts.postgres.log.exists() else []
+    distinctive = [
+        value
+        for text in served
+        for value in json.loads(text)["answers"].values()
+        if isinstance(value, str | float)
+    ]
+    return PhiScan(
+        logs=scanner.scan_files(server_logs),
+        request_lines=request_lines,
+        spans=scanner.scan_files([parts.spans.path]),
+        server_spans=parts.spans.server_spans,
+        rejected_exports=parts.spans.rejected,
+        database_log=scanner.scan_files(database_log),
+        secrets={
+            "answer_values": len(values) + 1,
+            "bearer_tokens": len(tokens),
+            "credentials": len(credentials),
+        },
+        spellings=scanner.secrets,
+        control=scanner.scan_text("answers served by the API", "\n".join(served)),
+        control_expected=len(distinctive),
+    )
+
+
 def report(
-    load: Load, duration: float, found: list[Violation], integrity: dict[str, int]
+    load: Load,
+    duration: float,
+    found: list[Violation],
+    integrity: dict[str, int],
+    phi: PhiScan,
 ) -> dict[str, Any]:
     outcomes = Counter(str(a.outcome).split("(")[0] for a in load.attempts)
     by_fault: dict[str, Counter[str]] = {}
@@ -504,12 +658,22 @@ def report(
         "violations": len(found),
         "violations_by_fault": {k: dict(v) for k, v in sorted(by_fault.items())},
         **integrity,
+        "phi_scan": phi.figures(),
     }
 
 
-async def test_acknowledged_writes_survive_crashes_and_outages(
-    parts: Parts, tmp_path: Path
-) -> None:
+@dataclass(frozen=True, repr=False)
+class Outcome:
+    """The load's record and what was judged of it (no repr: a failure must not print values)."""
+
+    load: Load
+    violations: list[Violation]
+    phi: PhiScan
+
+
+@pytest.fixture(scope="module")
+async def outcome(parts: Parts) -> Outcome:
+    """One load under every fault, checked and scanned; each test below judges one property."""
     load = Load(parts.server.base_url)
     total = WRITERS * WRITES_PER_WRITER
     writers = [asyncio.create_task(load.writer(n)) for n in range(WRITERS)]
@@ -527,13 +691,42 @@ async def test_acknowledged_writes_survive_crashes_and_outages(
 
     found = violations(load)
     integrity = await check_nothing_lost(load)
-    figures = report(load, duration, found, integrity)
-    path = tmp_path / "fault-figures.json"
+    served = await served_answers(load)
+    await asyncio.to_thread(parts.server.stop)  # SIGTERM: the server exports its last spans
+    phi = scan_for_phi(load, parts, served)
+    figures = report(load, duration, found, integrity, phi)
+    path = parts.directory / "fault-figures.json"
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nfault suite figures ({path}):\n{json.dumps(figures, indent=2)}")
+    return Outcome(load, found, phi)
 
-    assert len(load.acks) == total + len(SCHEDULE)
+
+def test_acknowledged_writes_survive_crashes_and_outages(outcome: Outcome) -> None:
+    load, found = outcome.load, outcome.violations
+    assert len(load.acks) == WRITERS * WRITES_PER_WRITER + len(SCHEDULE)
     assert not load.unexpected, load.unexpected[:5]
     assert not found, "\n".join(v.describe(load.origin) for v in found[:25])
     slow = [f"{f.kind}: {f.recovery:.1f}s" for f in load.faults]
     assert max(f.recovery for f in load.faults) <= RECOVERY_BOUND_SECONDS, slow
+
+
+def test_no_answer_value_or_credential_reaches_a_log_or_a_span(outcome: Outcome) -> None:
+    leaks = outcome.phi.leaks
+    assert not leaks, f"{len(leaks)} leak(s) of answer values or credentials:\n" + "\n".join(
+        leaks[:25]
+    )
+
+
+def test_the_phi_scan_read_the_whole_load(outcome: Outcome) -> None:
+    """The scan above passes only if it had something to read: an access-log line for at least
+    every acknowledged write, most of their server spans (a SIGKILL loses the unexported ones),
+    and every value and token the clients sent, which it does find where they belong."""
+    load, phi = outcome.load, outcome.phi
+    assert phi.control_expected >= KITS + 1  # a note per kit, and the decimals
+    assert len(phi.control.leaks) == phi.control_expected, "the scan misses values it should see"
+    assert phi.logs.sources >= 1
+    assert phi.request_lines >= len(load.acks), "fewer access-log lines than acknowledged writes"
+    assert phi.server_spans >= len(load.acks) // 2, "the span dump misses most requests"
+    assert phi.rejected_exports == 0, "the service sent spans the OTLP receiver could not decode"
+    assert phi.secrets["answer_values"] > len(load.acks), "not every written value was searched"
+    assert phi.secrets["bearer_tokens"] >= 1

@@ -27,6 +27,15 @@ backend keeps the default run short. 18 cases per operation and mode by default,
 ``HEALTHINFO_TEST_FULL=1``. The run asserts a minimum number of cases (1,000; 10,000 at full
 size), so a configuration mistake cannot make it pass by testing nothing.
 
+The run is also scanned for leaks (tests/support/phi_scan.py): the seeded answers carry marker
+values (free-text notes starting ``PHI-<run>``, a decimal with a run-specific fraction), tracing
+is on with a span exporter writing JSON lines, and a second log handler (the production
+formatter, at DEBUG) records every line. Neither may hold a seeded value, a bearer token used,
+the JWT secret or a master key; and the scan must have read an access-log line and a server span
+for most cases, and find the seeded values where they belong (the seeding responses).
+
+One fuzz run per module (the ``fuzz_run`` fixture); each test judges one property of it.
+
 Schemathesis' own pytest integration (``schemathesis.pytest.from_fixture``) fails on pytest 9.2
 (``'Function' object has no attribute '_nodeid'``), so each operation's Hypothesis strategy is
 driven here; every operation runs even after one failed, and all shrunk failures are reported.
@@ -35,16 +44,22 @@ driven here; every operation runs even after one failed, and all shrunk failures
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 from schemathesis import Case, CheckContext, CheckFunction, GenerationMode, Response
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
@@ -52,9 +67,11 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from healthinfo.app import create_app
 from healthinfo.config import Settings
+from healthinfo.infra.logging import ProtocolChatterFilter, build_formatter, configure_logging
 from tests.support.answers import COMPLETE
 from tests.support.backends import BACKENDS
-from tests.support.tokens import auth
+from tests.support.phi_scan import PhiScanner, ScanReport, Secret, credential_secrets
+from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET, token
 
 FULL = os.environ.get("HEALTHINFO_TEST_FULL") == "1"
 EXAMPLES_PER_OPERATION = 200 if FULL else 18
@@ -63,6 +80,8 @@ MIN_CASES = 10_000 if FULL else 1_000
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_MEMBERS = ("type", "title", "status", "detail", "code", "requestId")
 STREAMING = r"/(events|ws)$"
+# Every test here runs on the one fuzzing backend.
+pytestmark = pytest.mark.parametrize("database_url", [FUZZ_BACKEND], indirect=True)
 # Schema-valid is not business-valid here: the schema types ``answers`` as any JSON object (the
 # questionnaire, served at /v1/questionnaires/{id}, holds the rules: 422) and If-Match as any
 # string (a stale or made-up one is 412). Every other status for schema-valid data still fails.
@@ -90,6 +109,46 @@ class Seeded:
     other_editable: str
     hidden: str
     erased: set[str] = field(default_factory=set)
+    # The PHI scan's markers: every seeded text starts with ``marker``; ``weight`` is a decimal
+    # no log line, id or timing has by chance. Kept out of reprs, so failures do not print them.
+    marker: str = field(default_factory=lambda: f"PHI-{uuid.uuid4().hex}", repr=False)
+    weight: float = field(
+        default_factory=lambda: float(f"61.{uuid.uuid4().int % 10**7:07d}1"), repr=False
+    )
+    tokens: set[str] = field(default_factory=set, repr=False)  # every bearer token sent
+    served: list[str] = field(default_factory=list, repr=False)  # the seeding responses
+
+    def auth(self, user: str) -> dict[str, str]:
+        bearer = token(user)
+        self.tokens.add(bearer)
+        return {"Authorization": f"Bearer {bearer}"}
+
+    def note(self, kit: str) -> str:
+        """A free-text answer: the marker, and characters JSON and URLs escape."""
+        return f"{self.marker} née {kit}"
+
+    def answers(self, kit: str) -> dict[str, Any]:
+        """A seeded kit's answers, each text and decimal one a marker."""
+        note = {"additionalNotes": self.note(kit)}
+        if kit == self.submitted:
+            return {**COMPLETE, **note, "weightKg": self.weight, "medications": self.note("meds")}
+        if kit == self.in_progress:
+            return {"heightCm": 180, "smokingStatus": "never", "weightKg": self.weight, **note}
+        return {"heightCm": 170, **note}
+
+    def is_marker(self, value: object) -> bool:
+        return value == self.weight or (isinstance(value, str) and value.startswith(self.marker))
+
+    @property
+    def written(self) -> list[str]:
+        """Every marker value seeded, as JSON text spells it."""
+        values = {
+            value if isinstance(value, str) else json.dumps(value)
+            for kit in self.kits
+            for value in self.answers(kit).values()
+            if self.is_marker(value)
+        }
+        return sorted(values)
 
     @property
     def kits(self) -> list[str]:
@@ -170,35 +229,32 @@ def seed(application: Any) -> Seeded:
             response = client.put(
                 f"/v1/kits/{seeded.in_progress}/members/{user}",
                 json={"role": role},
-                headers=auth(seeded.owner),
+                headers=seeded.auth(seeded.owner),
             )
             assert response.status_code == 201, response.text
         reseed(client, seeded, seeded.submitted)
         for kit in (seeded.other_editable, seeded.hidden):
-            response = client.put(
-                f"/v1/kits/{kit}/health-information",
-                json={"answers": {"heightCm": 170}},
-                headers=auth(seeded.other),
-            )
-            assert response.status_code == 201, response.text
+            reseed(client, seeded, kit)
         response = client.put(
             f"/v1/kits/{seeded.other_editable}/members/{seeded.owner}",
             json={"role": "editor"},
-            headers=auth(seeded.other),
+            headers=seeded.auth(seeded.other),
         )
         assert response.status_code == 201, response.text
     return seeded
 
 
 def reseed(client: Any, seeded: Seeded, kit: str) -> None:
-    """Give a kit of the owner data again (first seeding, or after a generated erasure)."""
+    """Give a seeded kit its data again (first seeding, or after a generated erasure)."""
+    body: dict[str, Any] = {"answers": seeded.answers(kit)}
     if kit == seeded.submitted:
-        body: dict[str, Any] = {"answers": COMPLETE, "submitted": True}
-    else:
-        body = {"answers": {"heightCm": 180, "smokingStatus": "never"}}
+        body["submitted"] = True
     owner = seeded.owner if kit in (seeded.in_progress, seeded.submitted) else seeded.other
-    response = client.put(f"/v1/kits/{kit}/health-information", json=body, headers=auth(owner))
+    response = client.put(
+        f"/v1/kits/{kit}/health-information", json=body, headers=seeded.auth(owner)
+    )
     assert response.status_code in (200, 201), response.text
+    seeded.served.append(response.text)
 
 
 def reachable_path_parameters(seeded: Seeded) -> Callable[[Any, dict[str, Any]], Any]:
@@ -243,7 +299,7 @@ class Fuzzing:
         # generated invalid request into a valid one: "invalid data must be rejected" cannot
         # be judged on such a case (every other check still runs on it).
         response = case.call_and_validate(
-            headers=auth(seeded.owner),
+            headers=seeded.auth(seeded.owner),
             additional_checks=CUSTOM_CHECKS,
             excluded_checks=[negative_data_rejection],
         )
@@ -252,16 +308,6 @@ class Fuzzing:
         erasure = case.method.upper() == "DELETE" and case.path.endswith("/health-information")
         if erasure and response.status_code == 204 and kit in seeded.kits:
             seeded.erased.add(kit)
-
-
-@pytest.fixture
-def fuzzing(make_settings: Callable[..., Settings]) -> Iterator[Fuzzing]:
-    application = create_app(make_settings())
-    schemathesis.openapi.from_asgi("/openapi.json", application, config=CONFIG)  # lifespan on
-    try:
-        yield Fuzzing(application, seed(application))
-    finally:
-        asgi.shutdown_lifespans()
 
 
 def fuzz_operation(fuzzing: Fuzzing, operation: Any, mode: GenerationMode) -> None:
@@ -290,23 +336,165 @@ def has_inputs(operation: Any) -> bool:
     return any(len(part) for part in parts)
 
 
-@pytest.mark.parametrize("database_url", [FUZZ_BACKEND], indirect=True)
-def test_every_operation_conforms_to_the_schema(fuzzing: Fuzzing) -> None:
+def fuzz_every_operation(fuzzing: Fuzzing) -> int:
+    """Every operation of the schema (the streaming ones aside), positive and negative; the
+    number of operations."""
     loaded = schemathesis.openapi.from_asgi("/openapi.json", fuzzing.application, config=CONFIG)
     loaded.hook("flatmap_path_parameters")(reachable_path_parameters(fuzzing.seeded))
     included = loaded.exclude(path_regex=STREAMING)
     results = list(included.get_all_operations())
     operations = [result.ok() for result in results if isinstance(result, Ok)]
     assert len(operations) == len(results), [r for r in results if not isinstance(r, Ok)]
-    assert len(operations) >= 30, [op.label for op in operations]
     for operation in operations:
         fuzz_operation(fuzzing, operation, GenerationMode.POSITIVE)
         if has_inputs(operation):  # nothing to make invalid in GET /health/live
             fuzz_operation(fuzzing, operation, GenerationMode.NEGATIVE)
-    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(fuzzing.by_status.items()))
-    print(f"\nschemathesis: {len(operations)} operations, {fuzzing.cases} cases; {{{statuses}}}")
+    return len(operations)
+
+
+# -- what the run leaves behind: log lines and spans, scanned for health data -----------------
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Writes each span as an exporter receives it (after the redaction), one JSON line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.server_spans = 0
+        self._file: TextIO = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            self._file.write(span.to_json(indent=None) + "\n")
+            self.server_spans += span.kind == SpanKind.SERVER
+        self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+@contextmanager
+def captured_log(path: Path) -> Iterator[None]:
+    """Every log line, rendered by the production formatter and filter, also into ``path``."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.addFilter(ProtocolChatterFilter())
+    handler.setFormatter(build_formatter(json=True))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        configure_logging(level="INFO", json=True)  # the app set DEBUG; later tests expect INFO
+
+
+@dataclass
+class PhiScan:
+    """What the scan read (so it cannot pass by reading nothing), and what it found."""
+
+    log: ScanReport
+    request_lines: int  # access-log lines: one per request the app answered
+    spans: ScanReport
+    server_spans: int
+    secrets: dict[str, int]
+    control: ScanReport  # the seeding responses: where the seeded values belong
+    control_expected: int  # the seeded values in them, each of which must be found
+
+    @property
+    def leaks(self) -> list[str]:
+        return [str(leak) for report in (self.log, self.spans) for leak in report.leaks]
+
+    def describe(self) -> str:
+        secrets = ", ".join(f"{n} {kind}" for kind, n in self.secrets.items())
+        return (
+            f"PHI scan: {self.log.lines} log lines ({self.request_lines} requests), "
+            f"{self.spans.lines} spans ({self.server_spans} server spans); {secrets}; "
+            f"control {len(self.control.leaks)}/{self.control_expected}; "
+            f"{len(self.leaks)} leaks"
+        )
+
+
+def scan_for_phi(seeded: Seeded, log: Path, spans: JsonLinesSpanExporter) -> PhiScan:
+    values = [Secret("answer value", value) for value in seeded.written]
+    tokens = [Secret("bearer token", bearer) for bearer in sorted(seeded.tokens)]
+    credentials = credential_secrets(TEST_SECRET, TEST_MASTER_KEYS)
+    marker = Secret("answer value (the run's marker)", seeded.marker)
+    scanner = PhiScanner([marker, *values, *tokens, *credentials])
+    control_expected = sum(
+        seeded.is_marker(value)
+        for text in seeded.served
+        for value in json.loads(text)["answers"].values()
+    )
+    return PhiScan(
+        log=scanner.scan_files([log]),
+        request_lines=log.read_text(encoding="utf-8").count('"event": "http.request"'),
+        spans=scanner.scan_files([spans.path]),
+        server_spans=spans.server_spans,
+        secrets={
+            "answer values": len(values) + 1,
+            "bearer tokens": len(tokens),
+            "credentials": len(credentials),
+        },
+        control=scanner.scan_text("seeding responses", "\n".join(seeded.served)),
+        control_expected=control_expected,
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class FuzzRun:
+    """The run and what was judged of it (no repr: a failure must not print values)."""
+
+    fuzzing: Fuzzing
+    operations: int
+    phi: PhiScan
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(
+    make_settings: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FuzzRun]:
+    """One fuzz run, traced and logged at DEBUG, then scanned; the tests below judge it."""
+    directory = tmp_path_factory.mktemp("fuzz")
+    log, spans = directory / "log.jsonl", JsonLinesSpanExporter(directory / "spans.jsonl")
+    try:
+        with captured_log(log):
+            application = create_app(make_settings(log_level="DEBUG"), span_exporter=spans)
+            schemathesis.openapi.from_asgi("/openapi.json", application, config=CONFIG)  # lifespan
+            fuzzing = Fuzzing(application, seed(application))
+            operations = fuzz_every_operation(fuzzing)
+        phi = scan_for_phi(fuzzing.seeded, log, spans)
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(fuzzing.by_status.items()))
+        print(f"\nschemathesis: {operations} operations, {fuzzing.cases} cases; {{{statuses}}}")
+        print(f"{phi.describe()} ({directory})")
+        yield FuzzRun(fuzzing, operations, phi)
+    finally:
+        asgi.shutdown_lifespans()
+
+
+def test_every_operation_conforms_to_the_schema(fuzz_run: FuzzRun) -> None:
+    fuzzing = fuzz_run.fuzzing
+    assert fuzz_run.operations >= 30
     assert not fuzzing.failures, "\n\n".join(fuzzing.failures)
     assert fuzzing.cases >= MIN_CASES, f"only {fuzzing.cases} cases ran; expected ≥ {MIN_CASES}"
+
+
+def test_no_seeded_answer_or_credential_reaches_a_log_line_or_a_span(fuzz_run: FuzzRun) -> None:
+    leaks = fuzz_run.phi.leaks
+    assert not leaks, f"{len(leaks)} leak(s) of answer values or credentials:\n" + "\n".join(
+        leaks[:25]
+    )
+
+
+def test_the_phi_scan_read_the_whole_run(fuzz_run: FuzzRun) -> None:
+    """The scan above passes only if it had something to read: an access-log line and a server
+    span for most cases (health and metrics are not traced), and the seeded values, which it
+    does find where they belong."""
+    phi, cases = fuzz_run.phi, fuzz_run.fuzzing.cases
+    assert phi.request_lines >= cases, "fewer access-log lines than cases"
+    assert phi.server_spans >= cases // 2, "the span dump misses most requests"
+    assert phi.control_expected >= 5  # a note per seeded kit, and the decimal
+    assert len(phi.control.leaks) == phi.control_expected, "the scan misses values it should see"
 
 
 # -- what the fuzzer cannot reach because the schema does not say it ----------------------------
@@ -346,7 +534,6 @@ def contract_gaps(spec: dict[str, Any]) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("promise", ["idempotency-key", "bearer-auth", "fhir-media-type"])
-@pytest.mark.parametrize("database_url", [FUZZ_BACKEND], indirect=True)
 def test_openapi_documents_what_the_contract_promises(
     make_settings: Callable[..., Settings], promise: str
 ) -> None:
