@@ -157,6 +157,29 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         at_most=True,
         unit=" ms",
     )
+    idle = results.get("sse", {}).get("idle")
+    if idle:
+        add(
+            "SSE: idle streams held open on one process",
+            idle["connected"],
+            10_000,
+            at_most=False,
+            unit="",
+        )
+        add(
+            f"SSE: {idle['connected']:,} idle streams on one process, server RSS (MiB)",
+            round(idle["rss_after_kib"] / 1024, 1),
+            1024,
+            at_most=True,
+            unit=" MiB",
+        )
+        add(
+            f"SSE: events lost with {idle['connected']:,} streams open",
+            idle["deliveries_expected"] - idle["deliveries"],
+            0,
+            at_most=True,
+            unit="",
+        )
     add(
         "cache hit ratio on a read-heavy mix",
         results.get("cache", {}).get("hit_ratio"),

@@ -72,6 +72,8 @@ class Options:
     fanout_kits: int = 100
     fanout_per_kit: int = 10
     room_users: int = 12
+    idle_streams: int = 10_000  # the target: this many idle SSE streams on one process
+    idle_streams_per_kit: int = 50  # the default room limit
     read_kits: int = 64
     only: set[str] | None = None
     out_dir: Path = RESULTS
@@ -395,6 +397,9 @@ class Bench:
             if o.wants("sse"):
                 with self.guard("sse"):
                     self.sse(proc, url, api)
+            if o.wants("sse_idle"):
+                with self.guard("sse_idle"):
+                    self.sse_idle(proc, url, api)
             if o.wants("ceilings"):
                 with self.guard("ceilings"):
                     self.sql_ceiling(api)
@@ -517,6 +522,30 @@ class Bench:
             "measure_memory": True,
         }
         self.results["sse"]["fanout"] = self.sse_load("fanout", fanout, proc, port)
+
+    def sse_idle(self, proc: infra.Process, url: str, api: Api) -> None:
+        """The scale target itself, not an extrapolation: N idle streams on one process.
+
+        Full rooms (the default room limit) over N / limit kits; after they settle, one write
+        per kit proves every stream is still live (each event must reach all its room).
+        """
+        o = self.opts
+        port = url.rsplit(":", 1)[1]
+        per_kit = o.idle_streams_per_kit
+        kits = [f"SI{i}" for i in range(1, -(-o.idle_streams // per_kit) + 1)]
+        api.seed(kits)
+        plan = {
+            "subscribers": [
+                {"kit": k, "token": self.owner_token} for k in kits for _ in range(per_kit)
+            ][: o.idle_streams],
+            "writers": [{"kit": k, "token": self.owner_token, "field": "heightCm"} for k in kits],
+            "interval": 0.02,
+            "seconds": max(1.0, len(kits) * 0.03),  # about one write per kit
+            "idle": 1.0 if o.quick else 10.0,
+            "measure_memory": True,
+        }
+        result = self.sse_load("idle", plan, proc, port)
+        self.results["sse"]["idle"] = result
 
     def sse_load(
         self, name: str, plan: dict[str, Any], proc: infra.Process, port: str
@@ -831,6 +860,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
             sse_seconds=0.5,
             fanout_kits=4,
             fanout_per_kit=3,
+            idle_streams=200,
             read_kits=8,
             two_instances=False,
             quick=True,
