@@ -6,6 +6,7 @@ and resources (engines, migrations) are opened in the app's lifespan.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,8 @@ from healthinfo.realtime import demo as realtime_demo
 from healthinfo.realtime import sse as realtime_sse
 from healthinfo.realtime import websocket as realtime_websocket
 from healthinfo.realtime.wiring import build_hub
+from healthinfo.replication.freshness import ChangeRecord
+from healthinfo.replication.reads import ChangeTrackingAuditLog, ReplicaReads, cached_answers
 from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
@@ -84,12 +87,22 @@ BODY_SCHEMAS = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
 def build_engines(settings: Settings) -> Engines:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return create_engines(
+    engines = create_engines(
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         timeout=settings.db_timeout_seconds,
     )
+    replicas = tuple(
+        create_engines(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            timeout=settings.db_timeout_seconds,
+        ).write
+        for url in settings.database_replica_urls
+    )
+    return dataclasses.replace(engines, replicas=replicas)
 
 
 def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | None:
@@ -143,7 +156,8 @@ def build_services(
     hi_cache = HealthInformationCache(
         cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled
     )
-    audit = AuditLog()
+    changes = ChangeRecord()
+    audit = ChangeTrackingAuditLog(changes) if engines.replicas else AuditLog()
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
     health_information = HealthInformationService(
@@ -194,6 +208,9 @@ def build_services(
         idempotency=idempotency,
         rate_limiter=rate_limiter,
         keystore=keystore,
+        replica_reads=ReplicaReads(
+            uows, changes=changes, registry=metrics.registry, known_answers=cached_answers(hi_cache)
+        ),
     )
     health_information.add_erasure_hook(lambda _uow, kit_id: _shred(keystore, kit_id))
     services.components.append(

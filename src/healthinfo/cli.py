@@ -257,6 +257,7 @@ def _config(settings: Settings, _args: argparse.Namespace) -> int:
             shown[key] = "**********"
     if settings.database_url:
         shown["database_url"] = _mask_url(settings.database_url)
+    shown["database_replica_urls"] = [_mask_url(url) for url in settings.database_replica_urls]
     if settings.redis_url:
         shown["redis_url"] = _mask_url(settings.redis_url)
     if settings.keystore_url:

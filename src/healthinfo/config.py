@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from healthinfo.common.flags import OFF, ON, Flag
 
@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=500)
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # NoDecode: a comma-separated list, not JSON (URLs hold no commas).
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="PostgreSQL streaming replicas for history, audit and export reads.",
+    )
 
     keystore_url: str | None = Field(
         default=None,
@@ -137,6 +142,35 @@ class Settings(BaseSettings):
         if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
             raise ValueError("use sqlite+aiosqlite:///path/to/file.db (the async driver)")
         return url
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replicas_are_asyncpg(cls, urls: list[str]) -> list[str]:
+        """A replica is a PostgreSQL streaming replica, reached through the async driver."""
+        for url in urls:
+            if not url.startswith("postgresql+asyncpg://"):
+                raise ValueError(
+                    "each replica must be a postgresql+asyncpg://… URL (a PostgreSQL streaming "
+                    "replica, through the async driver)"
+                )
+        return urls
+
+    @model_validator(mode="after")
+    def _replicas_need_postgres(self) -> Settings:
+        """A SQLite file has no streaming replicas: refuse them rather than ignore them."""
+        if self.database_replica_urls and self.is_sqlite:
+            raise ValueError(
+                "HEALTHINFO_DATABASE_REPLICA_URLS needs a PostgreSQL HEALTHINFO_DATABASE_URL "
+                "(replicas stream from it)"
+            )
+        return self
 
     @field_validator(
         "rate_limit_read_per_user",

@@ -20,6 +20,7 @@ from healthinfo.infra.resilient_cache import ResilientCache
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from healthinfo.realtime.hub import RoomHub
+from healthinfo.replication.reads import ReplicaReads
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Services:
     metrics: Metrics
     forwarding: Forwarding
     hub: RoomHub
+    replica_reads: ReplicaReads
     cache: ResilientCache | None = None
     idempotency: IdempotencyStore | None = None
     rate_limiter: RateLimiter | None = None

@@ -183,6 +183,19 @@ async def test_config_masks_the_database_url_password(tmp_path: Path, env: dict[
     assert "db.example:5432/healthinfo" in url
 
 
+async def test_config_masks_the_replica_url_passwords(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_DATABASE_URL"] = "postgresql+asyncpg://svc@db.example:5432/healthinfo"
+    env["HEALTHINFO_DATABASE_REPLICA_URLS"] = ",".join(
+        f"postgresql+asyncpg://svc:{PASSWORD_MARKER}@replica-{n}.example:5432/healthinfo"
+        for n in (1, 2)
+    )
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert PASSWORD_MARKER not in run.stdout
+    replicas = json.loads(run.stdout)["HEALTHINFO_DATABASE_REPLICA_URLS"]
+    assert ["replica-1.example" in replicas[0], "replica-2.example" in replicas[1]] == [True, True]
+
+
 async def test_config_masks_the_redis_url_password(tmp_path: Path, env: dict[str, str]) -> None:
     env["HEALTHINFO_REDIS_URL"] = f"redis://:{PASSWORD_MARKER}@cache.example:6379/0"
     run = await healthinfo(tmp_path, env, "config")

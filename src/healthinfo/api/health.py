@@ -54,6 +54,8 @@ async def ready(request: Request, svc: ServicesDep) -> Response:
         svc.metrics.db_errors.labels("readiness").inc()
         checks["database"] = "unavailable"
     checks["cache"] = await _cache_state(svc)
+    if svc.replica_reads.enabled:  # reported, never required: the primary serves their reads
+        checks["replicas"] = await svc.replica_reads.probe()
     if checks["database"] != "ok":  # an error like any other: a problem, with the checks
         body = domain_problem(
             Unavailable(), instance=request.url.path, request_id=request_id_of(request)

@@ -28,7 +28,7 @@ async def list_audit_events(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    async with svc.uows.read() as uow:
+    async with svc.replica_reads.for_kit(kit_id) as uow:
         await svc.kits.authorize(uow, actor, kit_id, Permission.READ_AUDIT)
         page = await svc.audit.list_for_kit(uow, kit_id, limit=limit, cursor=cursor)
     return json_response(

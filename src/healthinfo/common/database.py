@@ -22,15 +22,22 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 @dataclass(frozen=True, slots=True)
 class Engines:
-    """The engine writes go through and the one reads go through (the same on PostgreSQL)."""
+    """The engine writes go through and the one reads go through (the same on PostgreSQL).
+
+    ``replicas``: PostgreSQL streaming replicas, which may lag; only reads that check their
+    freshness use them (``replication/``).
+    """
 
     write: AsyncEngine
     read: AsyncEngine
+    replicas: tuple[AsyncEngine, ...] = ()
 
     async def dispose(self) -> None:
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
+        for replica in self.replicas:
+            await replica.dispose()
 
 
 def create_engines(url: str, *, pool_size: int, max_overflow: int, timeout: float) -> Engines:

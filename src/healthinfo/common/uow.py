@@ -68,11 +68,15 @@ class UnitOfWork:
 
 
 class UnitOfWorkFactory:
-    """Opens units of work on the write or the read engine."""
+    """Opens units of work on the write or the read engine, or on a streaming replica."""
 
     def __init__(self, engines: Engines) -> None:
         self._write = async_sessionmaker(engines.write, expire_on_commit=False, autoflush=False)
         self._read = async_sessionmaker(engines.read, expire_on_commit=False, autoflush=False)
+        self._replicas = [
+            async_sessionmaker(replica, expire_on_commit=False, autoflush=False)
+            for replica in engines.replicas
+        ]
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[UnitOfWork]:
@@ -94,6 +98,25 @@ class UnitOfWorkFactory:
     async def read(self) -> AsyncIterator[UnitOfWork]:
         try:
             async with self._read() as session, session.begin():
+                yield UnitOfWork(session, writable=False)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise Unavailable() from exc
+            raise
+
+    @property
+    def replica_count(self) -> int:
+        return len(self._replicas)
+
+    @asynccontextmanager
+    async def replica(self, index: int) -> AsyncIterator[UnitOfWork]:
+        """A read on streaming replica ``index``, which may lag the primary.
+
+        Only for callers that check the replica is fresh enough for them
+        (``replication.ReplicaReads``); everyone else reads through ``read()``.
+        """
+        try:
+            async with self._replicas[index]() as session, session.begin():
                 yield UnitOfWork(session, writable=False)
         except Exception as exc:
             if is_database_unavailable(exc):

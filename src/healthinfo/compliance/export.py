@@ -1,11 +1,14 @@
 """Everything stored about a kit, as one JSON document (GDPR articles 15 and 20).
 
-The export is itself a disclosure of health data, so it is audited (``kit.export``) in the
-same transaction that reads it.
+The export is itself a disclosure of health data, so it is audited (``kit.export``) and
+committed, on the primary, before anything is read; the reading may then happen on a streaming
+replica (``replication/``), in a transaction of its own. The document lists its own
+``kit.export`` event even when that replica has not replayed it yet.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, select
@@ -25,6 +28,14 @@ EXPORT = "kit.export"
 FORMAT = "healthinfo.kit-export/1"
 
 
+@dataclass(frozen=True, slots=True)
+class ExportGrant:
+    """What the audited decision hands to the read: the owner, and the export's own event."""
+
+    owner_id: str | None
+    own_event: dict[str, object] | None
+
+
 class KitExporter:
     def __init__(
         self,
@@ -39,18 +50,36 @@ class KitExporter:
         self._audit = audit
         self._clock = clock
 
-    async def export(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> dict[str, Any]:
+    async def authorize(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> ExportGrant:
+        """Decide and audit the export, in a writing transaction (on the primary)."""
         access = await self._kits.authorize(uow, ctx.actor, kit_id, Permission.EXPORT)
         await self._audit.record(uow, ctx, AuditEntry(action=EXPORT, kit_id=kit_id))
+        # The kit's newest event: ours, since appends to a kit's chain queue until we commit.
+        own = await uow.session.scalar(
+            select(AuditEvent)
+            .where(AuditEvent.kit_id == kit_id)
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        )
+        return ExportGrant(access.owner_id, audit_event_dict(own) if own is not None else None)
+
+    async def document(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, grant: ExportGrant
+    ) -> dict[str, Any]:
+        """Read the export ``grant`` allows; ``uow`` may be a replica's."""
         kit = (await uow.session.execute(select(KITS).where(KITS.c.kit_id == kit_id))).first()
         current = await self._repo.get(uow, kit_id)
+        events = await self._audit_events(uow, kit_id)
+        own = grant.own_event
+        if own is not None and all(event["id"] != own["id"] for event in events):
+            events.append(own)  # a replica without it has none of the kit's later events either
         return {
             "format": FORMAT,
             "kitId": kit_id,
             "exportedAt": to_rfc3339(self._clock()),
             "exportedBy": ctx.actor.user_id,
             "kit": {
-                "ownerId": access.owner_id,
+                "ownerId": grant.owner_id,
                 "claimedAt": _time(kit.claimed_at) if kit else None,
                 "createdAt": _time(kit.created_at) if kit else None,
             },
@@ -60,7 +89,7 @@ class KitExporter:
                 {**revision, "at": to_rfc3339(revision["at"])}
                 for revision in await self._repo.all_revisions(uow, kit_id)
             ],
-            "auditEvents": await self._audit_events(uow, kit_id),
+            "auditEvents": events,
         }
 
     async def _members(self, uow: UnitOfWork, kit_id: str) -> list[dict[str, Any]]:

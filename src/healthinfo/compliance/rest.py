@@ -22,9 +22,14 @@ async def export_kit(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Respon
     exporter = KitExporter(
         kits=svc.kits, repository=svc.health_information.repository, audit=svc.audit
     )
-    document = await svc.writes.run(
-        ctx, action=EXPORT, kit_id=kit_id, operation=lambda uow: exporter.export(uow, ctx, kit_id)
+    grant = await svc.writes.run(
+        ctx,
+        action=EXPORT,
+        kit_id=kit_id,
+        operation=lambda uow: exporter.authorize(uow, ctx, kit_id),
     )
+    async with svc.replica_reads.for_kit(kit_id) as uow:
+        document = await exporter.document(uow, ctx, kit_id, grant)
     return json_response(
         document,
         headers={"Content-Disposition": f'attachment; filename="kit-{kit_id}-export.json"'},

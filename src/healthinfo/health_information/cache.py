@@ -60,6 +60,24 @@ class HealthInformationCache:
         self._metrics.record_cache_lookup(hit=state is not None)
         return state
 
+    async def committed_version(self, kit_id: str) -> tuple[int, datetime] | None:
+        """The cached state's version and creation time: a state known to be committed.
+
+        Entries are only ever written from committed states, so a streaming replica that shows
+        less than this lags behind it (``replication/``). The answers are not decoded.
+        """
+        if self._cache is None or not self._rollout.enabled_for("cache", kit_id):
+            return None
+        entry = await self._cache.get(KEY_PREFIX + kit_id)
+        if entry is None:
+            return None
+        try:
+            created_at = datetime.fromisoformat(json.loads(entry.payload)["c"])
+        except (ValueError, KeyError, TypeError):
+            self._metrics.cache_errors.labels("garbage").inc()
+            return None
+        return entry.version, created_at
+
     async def remember(self, state: HealthInformationState) -> None:
         if self._cache is None or not self._rollout.enabled_for("cache", state.kit_id):
             return

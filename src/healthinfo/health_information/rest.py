@@ -220,7 +220,7 @@ async def list_history(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    async with svc.uows.read() as uow:
+    async with svc.replica_reads.for_kit(kit_id) as uow:
         page = await svc.health_information.history(uow, actor, kit_id, limit=limit, cursor=cursor)
     return json_response(
         {"items": [r.to_dict() for r in page.items], "nextCursor": page.next_cursor}
@@ -238,7 +238,7 @@ async def get_history_version(
     ctx: ContextDep,
     svc: ServicesDep,
 ) -> Response:
-    async with svc.uows.read() as uow:
+    async with svc.replica_reads.for_kit(kit_id) as uow:
         state = await svc.health_information.get_version(uow, ctx.actor, kit_id, version)
     await audit_read(svc, ctx, kit_id, state.version)
     return representation(state)

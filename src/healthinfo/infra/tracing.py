@@ -1,8 +1,8 @@
 """OpenTelemetry tracing, on when ``HEALTHINFO_OTEL_ENABLED=true`` (docs/operations.md).
 
 Spans: the server span of every request (FastAPI instrumentation, which continues the trace of
-an incoming W3C ``traceparent``), database statements (SQLAlchemy, on our two engines), Redis
-commands and outgoing HTTP (httpx: forwarding, JWKS). Exported over OTLP/HTTP to
+an incoming W3C ``traceparent``), database statements (SQLAlchemy, on our engines, replicas too),
+Redis commands and outgoing HTTP (httpx: forwarding, JWKS). Exported over OTLP/HTTP to
 ``HEALTHINFO_OTEL_EXPORTER_ENDPOINT``, else to where the standard ``OTEL_EXPORTER_OTLP_*``
 variables say; sampling and resource attributes follow the standard ``OTEL_*`` variables too.
 
@@ -208,7 +208,9 @@ class Tracing:
             http_capture_headers_server_response=[],
         )
         self._app = app
-        sync_engines = _unique([engines.write.sync_engine, engines.read.sync_engine])
+        sync_engines = _unique(
+            [engine.sync_engine for engine in (engines.write, engines.read, *engines.replicas)]
+        )
         # Process-wide instrumentors: re-instrument so the newest app's provider is used.
         sqlalchemy, redis, httpx = _instrumentors()
         for instrumentor in (sqlalchemy, redis, httpx):
