@@ -24,6 +24,7 @@ USER_AGENT_LENGTH = 255
 OK = "ok"
 EVENTS = cast(Table, AuditEvent.__table__)
 _INSERTED = [column for column in EVENTS.columns if column.key != "id"]  # id: the sequence's
+_INSERT_EVENT = insert(EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class AuditLog:
         # A Core INSERT, not session.add + flush: the ORM's unit of work cost more CPU than the
         # statement itself on every audited request, and nothing reads the event back.
         values = {column.key: getattr(event, column.key) for column in _INSERTED}
-        await uow.session.execute(insert(EVENTS).values(**values))
+        await uow.session.execute(_INSERT_EVENT, values)
 
     async def list_for_kit(
         self, uow: UnitOfWork, kit_id: str, *, limit: int, cursor: str | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
@@ -24,6 +24,12 @@ from healthinfo.health_information.model import (
 
 CURRENT = cast(Table, HealthInformation.__table__)
 REVISIONS = cast(Table, Revision.__table__)
+_INSERT_REVISION = REVISIONS.insert()
+# The SET clause comes from the parameters' keys (every column but the key and created_at).
+_UPDATE_IF_VERSION = update(CURRENT).where(
+    CURRENT.c.kit_id == bindparam("where_kit_id"),
+    CURRENT.c.version == bindparam("where_version"),
+)
 
 
 class HealthInformationRepository:
@@ -58,12 +64,8 @@ class HealthInformationRepository:
         """The optimistic lock: one conditional UPDATE whose row count decides who won."""
         values = await self._row(state)
         del values["kit_id"], values["created_at"]
-        result = await uow.session.execute(
-            update(CURRENT)
-            .where(CURRENT.c.kit_id == state.kit_id, CURRENT.c.version == expected_version)
-            .values(**values)
-        )
-        return rowcount(result) == 1
+        values.update(where_kit_id=state.kit_id, where_version=expected_version)
+        return rowcount(await uow.session.execute(_UPDATE_IF_VERSION, values)) == 1
 
     async def add_revision(
         self,
@@ -74,19 +76,20 @@ class HealthInformationRepository:
         channel: str,
         request_id: str | None,
     ) -> None:
-        await uow.session.execute(
-            REVISIONS.insert().values(
-                kit_id=state.kit_id,
-                version=state.version,
-                status=state.status.value,
-                answers=await self._codec.encode(state.kit_id, state.answers),
-                changed=changed,
-                at=state.updated_at,
-                by=state.updated_by,
-                channel=channel,
-                request_id=request_id,
-            )
-        )
+        row = {
+            "kit_id": state.kit_id,
+            "version": state.version,
+            "status": state.status.value,
+            "answers": await self._codec.encode(state.kit_id, state.answers),
+            "changed": changed,
+            "at": state.updated_at,
+            "by": state.updated_by,
+            "channel": channel,
+            "request_id": request_id,
+        }
+        # Values as parameters, not .values(): the statement stays the same object, so it is
+        # neither rebuilt nor re-keyed for the compiled cache on every write.
+        await uow.session.execute(_INSERT_REVISION, row)
 
     async def revision_answers(self, uow: UnitOfWork, kit_id: str, version: int) -> Answers | None:
         stored = await uow.session.scalar(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_roles, require
@@ -26,6 +26,19 @@ from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, Validatio
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
 CURRENT = cast(Table, HealthInformation.__table__)
+_MEMBER = MEMBERS.alias("member")
+# Built once: every request asks it, and building it (an alias, joins, comparisons) cost more
+# CPU than compiling it, which SQLAlchemy caches anyway.
+_ACCESS = (
+    select(KITS.c.owner_id, _MEMBER.c.role, CURRENT.c.version, CURRENT.c.created_at)
+    .select_from(KITS)
+    .outerjoin(
+        _MEMBER,
+        (_MEMBER.c.kit_id == KITS.c.kit_id) & (_MEMBER.c.user_id == bindparam("user_id")),
+    )
+    .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
+    .where(KITS.c.kit_id == bindparam("kit_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +78,8 @@ class KitService:
         The version lets readers validate a cached representation against the database in
         the same query that decides access, so the cache can never serve a stale version.
         """
-        member = MEMBERS.alias("member")
-        row = (
-            await uow.session.execute(
-                select(KITS.c.owner_id, member.c.role, CURRENT.c.version, CURRENT.c.created_at)
-                .select_from(KITS)
-                .outerjoin(
-                    member,
-                    (member.c.kit_id == KITS.c.kit_id) & (member.c.user_id == actor.user_id),
-                )
-                .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
-                .where(KITS.c.kit_id == kit_id)
-            )
-        ).first()
+        parameters = {"kit_id": kit_id, "user_id": actor.user_id}
+        row = (await uow.session.execute(_ACCESS, parameters)).first()
         if row is None:
             return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
         roles = kit_roles(actor, owner_id=row.owner_id, member_role=row.role)
