@@ -328,6 +328,23 @@ async def test_every_channel_reads_the_same_representation(
 
 
 @pytest.mark.parametrize("channel", READ_CHANNELS)
+async def test_every_channel_audits_the_read_it_discloses(
+    channel: str, server: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    owner, viewer = new_user(), new_user("viewer")
+    kit_id = await claimed_kit(http, owner)
+    await http.put(url(kit_id), json={"answers": {"heightCm": 180}}, headers=auth(owner))
+    await add_member(http, kit_id, owner, viewer, "viewer")
+    assert (await read(channel, server, http, kit_id, viewer))[0] == 200
+
+    response = await http.get(
+        f"/v1/kits/{kit_id}/audit-events", headers=auth(new_user("auditor"), "auditor")
+    )
+    reads = [e for e in response.json()["items"] if e["action"] == "health-information.read"]
+    assert [(e["actor"], e["channel"], e["versionAfter"]) for e in reads] == [(viewer, channel, 1)]
+
+
+@pytest.mark.parametrize("channel", READ_CHANNELS)
 async def test_every_channel_refuses_reads_alike(
     channel: str, server: ServerProcess, http: httpx.AsyncClient
 ) -> None:

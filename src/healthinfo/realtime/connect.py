@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from healthinfo.auth.access import Permission
 from healthinfo.auth.actor import Actor
+from healthinfo.common.context import RequestContext
 from healthinfo.errors import FieldError, Unauthenticated, ValidationFailed
+from healthinfo.health_information.service import READ
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import RoomHub
 from healthinfo.realtime.stream import LiveStream
@@ -60,15 +62,36 @@ class Opened:
 
 
 async def open_stream(
-    svc: Services, hub: RoomHub, *, actor: Actor, kit_id: str, resume_after: int | None
+    svc: Services, hub: RoomHub, *, ctx: RequestContext, kit_id: str, resume_after: int | None
 ) -> Opened:
-    """Raises NotFound/Forbidden (no access), RoomFull, Unavailable; never leaves a place taken."""
+    """Raises NotFound/Forbidden (no access), RoomFull, Unavailable; never leaves a place taken.
+
+    The opening (a snapshot or a replay) discloses answers, so it is audited as a read, with
+    the channel, before it is sent, as a REST GET is. Live events after it are not audited one
+    by one: the audit trail records who opened the stream and from which version.
+    """
+    actor = ctx.actor
     async with svc.uows.read() as uow:
         await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
     sub = await hub.join(kit_id, actor.user_id)
     try:
         stream = LiveStream(svc=svc, actor=actor, kit_id=kit_id, subscription=sub)
-        return Opened(stream, await stream.open(resume_after))
+        opening = await stream.open(resume_after)
+        if opening:
+            await _audit_disclosure(svc, ctx, kit_id, stream.last_version)
+        return Opened(stream, opening)
     except BaseException:
         await hub.leave(sub)
         raise
+
+
+async def _audit_disclosure(svc: Services, ctx: RequestContext, kit_id: str, version: int) -> None:
+    hi = svc.health_information
+    if hi.audits_reads(kit_id):
+        await svc.writes.run(
+            ctx,
+            action=READ,
+            kit_id=kit_id,
+            operation=lambda uow: hi.record_read(uow, ctx, kit_id, version=version),
+            audit_refusals=False,
+        )

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from healthinfo.api.deps import KitId, ServicesDep
 from healthinfo.api.openapi import problems
+from healthinfo.common.context import Channel, RequestContext
 from healthinfo.realtime.connect import authenticate, last_event_id, open_stream
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import LIFETIME, SHUTDOWN, SLOW_CONSUMER, RoomHub
@@ -69,7 +70,14 @@ async def follow_health_information(
         svc, authorization=request.headers.get("authorization"), access_token=access_token
     )
     resume_after = last_event_id(last_event_id_header, last_event_id_query)
-    opened = await open_stream(svc, svc.hub, actor=actor, kit_id=kit_id, resume_after=resume_after)
+    ctx = RequestContext(
+        actor=actor,
+        channel=Channel.SSE,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        client_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    opened = await open_stream(svc, svc.hub, ctx=ctx, kit_id=kit_id, resume_after=resume_after)
     settings = svc.settings
     return EventStreamResponse(
         hub=svc.hub,

@@ -91,15 +91,19 @@ class Session:
             resume_after = last_event_id(
                 self.ws.headers.get("last-event-id"), self.ws.query_params.get("lastEventId")
             )
+            self.actor = actor
             opened = await open_stream(
-                self.svc, self.svc.hub, actor=actor, kit_id=self.kit_id, resume_after=resume_after
+                self.svc,
+                self.svc.hub,
+                ctx=self._context(None),
+                kit_id=self.kit_id,
+                resume_after=resume_after,
             )
         except DomainError as exc:
             with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
                 await self._send_error(None, exc)
             await self._close(close_code(exc), exc.code)
             return
-        self.actor = actor
         stream = opened.stream
         try:
             for event in opened.opening:
