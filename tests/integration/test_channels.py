@@ -8,6 +8,7 @@ test compares the REST and WebSocket problem documents member by member. A real 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.answers import COMPLETE
-from tests.support.live import opened, receive, refused, request, sse, websocket
+from tests.support.live import WAIT, opened, receive, refused, request, sse, websocket
 from tests.support.server import ServerProcess
 from tests.support.tokens import auth
 
@@ -309,7 +310,8 @@ async def read(
 
 
 async def refused_after(ws: Any, first: dict[str, Any]) -> tuple[dict[str, Any], int, str]:
-    await ws.wait_closed()
+    async with asyncio.timeout(WAIT):  # a close that never comes fails here, never hangs
+        await ws.wait_closed()
     return first["problem"], ws.close_code, ws.close_reason
 
 
