@@ -59,6 +59,7 @@ from healthinfo.health_information.service import (
 from healthinfo.idempotency.purger import IdempotencyPurger
 from healthinfo.idempotency.store import IdempotencyStore
 from healthinfo.infra.access_log import install_token_redaction
+from healthinfo.infra.cache import MemoryCache
 from healthinfo.infra.cache_factory import CacheCloser, build_cache
 from healthinfo.infra.error_tracking import configure_error_tracking
 from healthinfo.infra.logging import configure_logging
@@ -153,8 +154,9 @@ def build_services(
     keystore = keystore or build_keystore(settings)
     codec = EncryptedAnswerCodec(keystore)
     cache = build_cache(settings, metrics)
+    near = MemoryCache(max_entries=settings.cache_max_entries) if settings.redis_url else None
     hi_cache = HealthInformationCache(
-        cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled
+        cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled, near=near
     )
     changes = ChangeRecord()
     audit = ChangeTrackingAuditLog(changes) if engines.replicas else AuditLog()

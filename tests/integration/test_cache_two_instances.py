@@ -73,3 +73,43 @@ async def test_two_writers_on_two_instances_never_make_anyone_read_backwards(
     assert sorted(acknowledged) == list(range(1, 2 * WRITES_PER_INSTANCE + 2))
     assert cached_versions == sorted(cached_versions), "the cached version went backwards"
     assert final_entry == str(2 * WRITES_PER_INSTANCE + 1).encode()
+
+
+def cache_hits(app: FastAPI) -> float:
+    return float(app.state.services.metrics.cache_requests.labels("hit")._value.get())
+
+
+async def test_an_instance_serves_a_version_it_holds_without_asking_redis(
+    instances: list[FastAPI], kit_id: str, user: str
+) -> None:
+    """The in-process layer in front of Redis: the version check makes it as safe as Redis."""
+    settings: Settings = instances[0].state.services.settings
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    client = await open_client(instances[0])
+    url = f"/v1/kits/{kit_id}/health-information"
+    try:
+        saved = await client.put(url, json={"answers": {"heightCm": 170}}, headers=auth(user))
+        await raw.delete(f"{settings.redis_key_prefix}hi:v1:{kit_id}")  # only the local copy
+        hits = cache_hits(instances[0])
+        response = await client.get(url, headers=auth(user))
+    finally:
+        await raw.aclose()
+        await client.aclose()
+    assert response.json() == saved.json()
+    assert cache_hits(instances[0]) == hits + 1
+
+
+async def test_a_local_copy_of_an_older_version_is_never_served(
+    instances: list[FastAPI], kit_id: str, user: str
+) -> None:
+    first, second = [await open_client(app) for app in instances]
+    url = f"/v1/kits/{kit_id}/health-information"
+    try:
+        await first.put(url, json={"answers": {"heightCm": 170}}, headers=auth(user))
+        await first.get(url, headers=auth(user))  # the first instance holds version 1
+        changed = await second.patch(url, json={"answers": {"heightCm": 171}}, headers=auth(user))
+        response = await first.get(url, headers=auth(user))
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert response.json() == changed.json()
