@@ -157,6 +157,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         at_most=True,
         unit=" ms",
     )
+    fanout = results.get("sse", {}).get("fanout")
+    add(
+        "SSE write-to-event p95, 1,000 subscribers on one instance (ms)",
+        fanout and fanout["latency"]["p95_ms"],
+        100,
+        at_most=True,
+        unit=" ms",
+    )
     idle = results.get("sse", {}).get("idle")
     if idle:
         add(

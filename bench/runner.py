@@ -706,8 +706,45 @@ class Bench:
                     args = [self.owner_token, kit_prefix, "own", "1"]
                     m = self.wrk("patch", target, c, args, one_thread_per_client=True)
                     self.record(f"instances_{name}_patch", c, m)
+                self.sse_two_instances(api, url_a, url_b)
             finally:
                 self.stop(lb)
+
+    def sse_two_instances(self, api: Api, url_a: str, url_b: str) -> None:
+        """The fan-out of ``sse`` with its subscribers split over two instances: writes go to
+        one, so half the deliveries cross instances through Redis pub/sub."""
+        o = self.opts
+        kits = [f"SX{i}" for i in range(1, o.fanout_kits + 1)]
+        api.seed(kits)
+        port_a, port_b = (u.rsplit(":", 1)[1] for u in (url_a, url_b))
+        plan = {
+            "ports": [port_a, port_b],
+            "subscribers": [
+                {"kit": k, "token": self.owner_token} for k in kits for _ in range(o.fanout_per_kit)
+            ],
+            "writers": [{"kit": k, "token": self.owner_token, "field": "heightCm"} for k in kits],
+            "interval": 0.02,
+            "seconds": o.sse_seconds,
+            "idle": 0.5 if o.quick else 3.0,
+        }
+        path = self.work / "sse-two-instances.json"
+        path.write_text(json.dumps(plan))
+        result = self.python_load(
+            "bench.sse_load",
+            "--port",
+            port_a,
+            "--plan",
+            str(path),
+            seconds=float(plan["seconds"]) + 60,
+        )
+        self.results["sse"]["fanout_two_instances"] = result
+        lat = result["latency"]
+        print(
+            f"  sse two instances: {result['subscribers']} subscribers / {result['kits']} kits: "
+            f"{result['deliveries']}/{result['deliveries_expected']} events, write-to-event "
+            f"p50 {lat['p50_ms']:.2f} p95 {lat['p95_ms']:.2f} p99 {lat['p99_ms']:.2f} ms",
+            flush=True,
+        )
 
 
 def _loadavg() -> float:

@@ -141,9 +141,14 @@ async def run(port: int, plan: dict[str, Any], server_pid: int | None) -> dict[s
     subs: list[Subscription] = []
     limit = asyncio.Semaphore(CONNECT_PARALLEL)
 
-    async def open_one(s: dict[str, str]) -> None:
+    # "ports": subscribers take turns over several instances (the writer uses ``port``), so
+    # every event but a share of them crosses instances over the bus.
+    ports = [int(p) for p in plan.get("ports", [port])]
+
+    async def open_one(index: int, s: dict[str, str]) -> None:
         async with limit:
-            subs.append(await subscribe(port, s["kit"], s["token"], arrivals))
+            target = ports[index % len(ports)]
+            subs.append(await subscribe(target, s["kit"], s["token"], arrivals))
 
     began = time.perf_counter()
     writer = Writer(port)
@@ -152,7 +157,7 @@ async def run(port: int, plan: dict[str, Any], server_pid: int | None) -> dict[s
     write_failures = 0
     result: dict[str, Any] = {}
     try:
-        await asyncio.gather(*(open_one(s) for s in subscribers))
+        await asyncio.gather(*(open_one(i, s) for i, s in enumerate(subscribers)))
         connect_seconds = time.perf_counter() - began
         await asyncio.sleep(float(plan.get("idle", 2.0)))  # idle: presence settles
         rss_after = rss_kib(server_pid) if measure_memory and server_pid else 0
@@ -184,6 +189,7 @@ async def run(port: int, plan: dict[str, Any], server_pid: int | None) -> dict[s
             expected += per_kit[kit]
             latencies.extend(t - at for t in arrivals.get((kit, version), []))
         result = {
+            "instances": len(ports),
             "subscribers": len(subscribers),
             "kits": len(per_kit),
             "connected": len(subs),
