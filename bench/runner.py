@@ -511,7 +511,13 @@ class Bench:
         }
         if not o.quick:
             self.sse_load("warm-up", warm, proc, port)
-        fanout = {
+        fanout = {**self.fanout_plan(kits), "measure_memory": True}
+        self.results["sse"]["fanout"] = self.sse_load("fanout", fanout, proc, port)
+
+    def fanout_plan(self, kits: list[str]) -> dict[str, Any]:
+        """Several subscribers per kit, one writer per kit, 50 writes/s spread over them."""
+        o = self.opts
+        return {
             "subscribers": [
                 {"kit": k, "token": self.owner_token} for k in kits for _ in range(o.fanout_per_kit)
             ],
@@ -519,9 +525,7 @@ class Bench:
             "interval": 0.02,
             "seconds": o.sse_seconds,
             "idle": 0.5 if o.quick else 3.0,
-            "measure_memory": True,
         }
-        self.results["sse"]["fanout"] = self.sse_load("fanout", fanout, proc, port)
 
     def sse_idle(self, proc: infra.Process, url: str, api: Api) -> None:
         """The scale target itself, not an extrapolation: N idle streams on one process.
@@ -548,18 +552,18 @@ class Bench:
         self.results["sse"]["idle"] = result
 
     def sse_load(
-        self, name: str, plan: dict[str, Any], proc: infra.Process, port: str
+        self, name: str, plan: dict[str, Any], proc: infra.Process | None, port: str
     ) -> dict[str, Any]:
         path = self.work / f"sse-{name}.json"
         path.write_text(json.dumps(plan))
+        pid = ["--server-pid", str(proc.pid)] if proc is not None else []
         result = self.python_load(
             "bench.sse_load",
             "--port",
             port,
             "--plan",
             str(path),
-            "--server-pid",
-            str(proc.pid),
+            *pid,
             seconds=float(plan["seconds"]) + 60,
         )
         lat = result["latency"]
@@ -713,38 +717,12 @@ class Bench:
     def sse_two_instances(self, api: Api, url_a: str, url_b: str) -> None:
         """The fan-out of ``sse`` with its subscribers split over two instances: writes go to
         one, so half the deliveries cross instances through Redis pub/sub."""
-        o = self.opts
-        kits = [f"SX{i}" for i in range(1, o.fanout_kits + 1)]
+        kits = [f"SX{i}" for i in range(1, self.opts.fanout_kits + 1)]
         api.seed(kits)
         port_a, port_b = (u.rsplit(":", 1)[1] for u in (url_a, url_b))
-        plan = {
-            "ports": [port_a, port_b],
-            "subscribers": [
-                {"kit": k, "token": self.owner_token} for k in kits for _ in range(o.fanout_per_kit)
-            ],
-            "writers": [{"kit": k, "token": self.owner_token, "field": "heightCm"} for k in kits],
-            "interval": 0.02,
-            "seconds": o.sse_seconds,
-            "idle": 0.5 if o.quick else 3.0,
-        }
-        path = self.work / "sse-two-instances.json"
-        path.write_text(json.dumps(plan))
-        result = self.python_load(
-            "bench.sse_load",
-            "--port",
-            port_a,
-            "--plan",
-            str(path),
-            seconds=float(plan["seconds"]) + 60,
-        )
+        plan = {**self.fanout_plan(kits), "ports": [port_a, port_b]}
+        result = self.sse_load("fanout_two_instances", plan, None, port_a)
         self.results["sse"]["fanout_two_instances"] = result
-        lat = result["latency"]
-        print(
-            f"  sse two instances: {result['subscribers']} subscribers / {result['kits']} kits: "
-            f"{result['deliveries']}/{result['deliveries_expected']} events, write-to-event "
-            f"p50 {lat['p50_ms']:.2f} p95 {lat['p95_ms']:.2f} p99 {lat['p99_ms']:.2f} ms",
-            flush=True,
-        )
 
 
 def _loadavg() -> float:
