@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
@@ -22,9 +21,7 @@ from healthinfo.api.deps import (
 from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
 from healthinfo.api.responses import json_response, representation
-from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import DEFAULT_LIMIT
-from healthinfo.common.uow import UnitOfWork
 from healthinfo.fhir.mapping import answers_from_fhir
 from healthinfo.fhir.rest import (
     FHIR_JSON,
@@ -36,7 +33,8 @@ from healthinfo.fhir.rest import (
     prefers_fhir,
     render_health_information,
 )
-from healthinfo.health_information.model import HealthInformationState, WriteResult
+from healthinfo.health_information.disclosure import audit_read, read_current
+from healthinfo.health_information.model import WriteResult
 from healthinfo.health_information.preconditions import if_none_match_hits
 from healthinfo.health_information.schemas import (
     Amendment,
@@ -45,8 +43,7 @@ from healthinfo.health_information.schemas import (
     ReplaceAnswers,
     RevisionList,
 )
-from healthinfo.health_information.service import AMEND, ERASE, READ, SAVE, SUBMIT
-from healthinfo.services import Services
+from healthinfo.health_information.service import AMEND, ERASE, SAVE, SUBMIT
 
 router = APIRouter(tags=["health information"])
 PATH = "/kits/{kitId}/health-information"
@@ -94,43 +91,6 @@ async def get_health_information(
     response = representation(state)
     response.headers["Vary"] = VARY
     return response
-
-
-async def read_current(
-    svc: Services, ctx: RequestContext, kit_id: str, *, disclosed: Callable[[int], bool]
-) -> HealthInformationState:
-    """Read the current state and, when it is disclosed, audit that in the same transaction.
-
-    One transaction rather than a read and then an audit write: a read costs one pool checkout,
-    one access query and one commit instead of two of each (bench/RESULTS.md). A 304 discloses
-    nothing, so ``disclosed`` decides from the version whether to audit.
-    """
-    if not svc.health_information.audits_reads(kit_id):
-        async with svc.uows.read() as uow:
-            return await svc.health_information.get(uow, ctx.actor, kit_id)
-
-    async def read_and_audit(uow: UnitOfWork) -> HealthInformationState:
-        state = await svc.health_information.get(uow, ctx.actor, kit_id)
-        if disclosed(state.version):
-            await svc.health_information.record_read(uow, ctx, kit_id, version=state.version)
-        return state
-
-    return await svc.writes.run(
-        ctx, action=READ, kit_id=kit_id, operation=read_and_audit, audit_refusals=False
-    )
-
-
-async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: int) -> None:
-    """Answers are about to be disclosed: audit it first (when read auditing is on)."""
-    if svc.health_information.audits_reads(kit_id):
-        await svc.writes.run(
-            ctx,
-            action=READ,
-            kit_id=kit_id,
-            operation=lambda uow: svc.health_information.record_read(
-                uow, ctx, kit_id, version=version
-            ),
-        )
 
 
 @router.put(

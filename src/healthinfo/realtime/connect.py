@@ -15,7 +15,7 @@ from healthinfo.auth.access import Permission
 from healthinfo.auth.actor import Actor
 from healthinfo.common.context import RequestContext
 from healthinfo.errors import FieldError, Unauthenticated, ValidationFailed
-from healthinfo.health_information.service import READ
+from healthinfo.health_information.disclosure import audit_read
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import RoomHub
 from healthinfo.realtime.stream import LiveStream
@@ -78,20 +78,8 @@ async def open_stream(
         stream = LiveStream(svc=svc, actor=actor, kit_id=kit_id, subscription=sub)
         opening = await stream.open(resume_after)
         if opening:
-            await _audit_disclosure(svc, ctx, kit_id, stream.last_version)
+            await audit_read(svc, ctx, kit_id, stream.last_version)
         return Opened(stream, opening)
     except BaseException:
         await hub.leave(sub)
         raise
-
-
-async def _audit_disclosure(svc: Services, ctx: RequestContext, kit_id: str, version: int) -> None:
-    hi = svc.health_information
-    if hi.audits_reads(kit_id):
-        await svc.writes.run(
-            ctx,
-            action=READ,
-            kit_id=kit_id,
-            operation=lambda uow: hi.record_read(uow, ctx, kit_id, version=version),
-            audit_refusals=False,
-        )
