@@ -7,6 +7,7 @@ started in its own process group so that stopping it stops its children too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -83,6 +84,18 @@ async def delete_redis_keys(prefix: str) -> int:
     finally:
         await client.aclose()
     return deleted
+
+
+def tear_down(
+    processes: Sequence[Process], databases: Sequence[str], prefix: str, work: Path
+) -> None:
+    """Stop what a bench tool started and remove what it created (databases, keys, files)."""
+    for process in processes:
+        process.stop()
+    for name in databases:
+        asyncio.run(drop_database(name))
+    asyncio.run(delete_redis_keys(prefix))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class Process:

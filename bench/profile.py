@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,12 +74,7 @@ def main() -> None:
             for row in summary[kind]:
                 print(f"  {kind:<5} {row['share'] * 100:5.1f} %  {row['frame'][:110]}")
     finally:
-        for p in bench.processes:
-            p.stop()
-        asyncio.run(infra.drop_database(data_db))
-        asyncio.run(infra.drop_database(key_db))
-        asyncio.run(infra.delete_redis_keys(prefix))
-        shutil.rmtree(work, ignore_errors=True)
+        infra.tear_down(bench.processes, [data_db, key_db], prefix, work)
 
 
 if __name__ == "__main__":

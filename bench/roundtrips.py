@@ -103,12 +103,7 @@ def main() -> None:
             print("GET (cache hit)\n" + count(args.log, data_db, key_db, prefix, get))
             print("PATCH (baseVersion)\n" + count(args.log, data_db, key_db, prefix, patch))
     finally:
-        for proc in bench.processes:
-            proc.stop()
-        asyncio.run(infra.drop_database(data_db))
-        asyncio.run(infra.drop_database(key_db))
-        asyncio.run(infra.delete_redis_keys(prefix))
-        shutil.rmtree(work, ignore_errors=True)
+        infra.tear_down(bench.processes, [data_db, key_db], prefix, work)
 
 
 if __name__ == "__main__":
