@@ -1,6 +1,7 @@
 """Profile the server under load: py-spy on a ``healthinfo serve`` while wrk drives it.
 
-    python -m bench.profile read|patch [--seconds 15] [--clients 4] [--gil] [--env KEY=VALUE …]
+    python -m bench.profile read|patch [--seconds 15] [--clients 4] [--gil] [--top 40]
+                                       [--env KEY=VALUE …]
 
 Starts a server like the bench does (fresh databases, own Redis prefix, everything cleaned up),
 runs one wrk scenario against it while ``py-spy record`` samples it, and prints the server's
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--gil", action="store_true")
+    parser.add_argument("--top", type=int, default=40, help="how many frames to list")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     spy = runner._py_spy()
@@ -68,7 +70,7 @@ def main() -> None:
             f"{args.scenario} at {c} clients: {m['rps']}/s, p50 {m['p50_ms']} ms, server CPU "
             f"{m.get('server_cpu_ms_per_request')} ms per response, load {runner._loadavg()}"
         )
-        summary = report.summarise_profile(out.read_text(), top=40)
+        summary = report.summarise_profile(out.read_text(), top=args.top)
         print(f"{summary['samples']} samples")
         for kind in ("self", "total"):
             for row in summary[kind]:

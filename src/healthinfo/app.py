@@ -65,6 +65,7 @@ from healthinfo.infra.error_tracking import configure_error_tracking
 from healthinfo.infra.logging import configure_logging
 from healthinfo.infra.metrics import Metrics
 from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
+from healthinfo.infra.resilient_cache import CircuitBreaker
 from healthinfo.infra.tracing import build_tracing
 from healthinfo.kits import rest as kits_rest
 from healthinfo.kits.schemas import MemberRole
@@ -126,6 +127,10 @@ def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | No
         redis_url=settings.redis_url,
         key_prefix=settings.redis_key_prefix,
         timeout_seconds=settings.cache_timeout_seconds,
+        breaker=CircuitBreaker(
+            failure_threshold=settings.cache_breaker_failures,
+            cool_down_seconds=settings.cache_breaker_cooldown_seconds,
+        ),
     )
 
 
@@ -220,6 +225,8 @@ def build_services(
     )
     services.components.extend(forwarding.components)
     services.components.append(hub)
+    if rate_limiter is not None:
+        services.components.append(rate_limiter)
     health_information.add_listener(hub.publish_change)
     if cache is not None:
 

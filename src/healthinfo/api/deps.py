@@ -35,7 +35,32 @@ async def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-async def authenticate(request: Request, svc: ServicesDep) -> Actor:
+async def identify(request: Request, svc: ServicesDep) -> Actor | Unauthenticated:
+    """The verified caller, or why there is none.
+
+    A dependency of its own (FastAPI runs it once per request) so that the rate limiter can
+    count a request by address and by verified user in one call *before* the route refuses
+    a bad token: floods of bad tokens are counted against their address all the same.
+    """
+    try:
+        return await _verify_bearer(request, svc)
+    except Unauthenticated as exc:
+        return exc
+
+
+IdentityDep = Annotated[Actor | Unauthenticated, Depends(identify)]
+
+
+async def authenticate(identity: IdentityDep) -> Actor:
+    if isinstance(identity, Unauthenticated):
+        raise identity
+    return identity
+
+
+ActorDep = Annotated[Actor, Depends(authenticate)]
+
+
+async def _verify_bearer(request: Request, svc: Services) -> Actor:
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("A bearer token is required (Authorization: Bearer …).")
@@ -43,9 +68,6 @@ async def authenticate(request: Request, svc: ServicesDep) -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
     return await svc.tokens.verify(token.strip())
-
-
-ActorDep = Annotated[Actor, Depends(authenticate)]
 
 
 async def rest_context(request: Request, actor: ActorDep) -> RequestContext:

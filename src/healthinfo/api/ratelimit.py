@@ -1,8 +1,11 @@
-"""Rate-limit dependencies for REST routers, and the middleware that reports the limits.
+"""The rate-limit dependency for REST routers, and the middleware that reports the limits.
 
-The address limit runs before authentication (floods of bad tokens are counted too); the
-user limit after it, keyed by the verified ``sub`` so nobody can spend another user's budget
-with a forged token. The tighter of the two is reported in ``RateLimit-*`` headers.
+Each request is counted against its client address's limit and, when its token verified,
+its user's, in one call to the limiter (one Redis round trip). The user limit is keyed by the
+verified ``sub``, so nobody can spend another user's budget with a forged token; a request
+whose token fails is still counted against its address before it is refused with 401, so
+floods of bad tokens meet the address limit. The tighter limit is reported in ``RateLimit-*``
+headers.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from healthinfo.api.deps import ActorDep, ServicesDep
+from healthinfo.api.deps import IdentityDep, ServicesDep
+from healthinfo.auth.actor import Actor
 from healthinfo.errors import RateLimited
 from healthinfo.infra.ratelimit import Decision, RouteClass
 
@@ -24,31 +28,23 @@ def route_class(request: Request) -> RouteClass:
     return RouteClass.READ if request.method in ("GET", "HEAD") else RouteClass.WRITE
 
 
-async def limit_by_address(request: Request, svc: ServicesDep) -> None:
-    if svc.rate_limiter is not None:
-        address = request.client.host if request.client else "unknown"
-        decision = await svc.rate_limiter.check(route_class(request), user_id=None, address=address)
-        _apply(request, decision)
-
-
-async def limit_by_user(request: Request, actor: ActorDep, svc: ServicesDep) -> None:
+async def limit_requests(request: Request, identity: IdentityDep, svc: ServicesDep) -> None:
     if svc.rate_limiter is not None:
         decision = await svc.rate_limiter.check(
-            route_class(request), user_id=actor.user_id, address=None
+            route_class(request),
+            user_id=identity.user_id if isinstance(identity, Actor) else None,
+            address=request.client.host if request.client else "unknown",
         )
         _apply(request, decision)
 
 
 def _apply(request: Request, decision: Decision) -> None:
-    state = request.scope.setdefault("state", {})
-    current: Decision | None = state.get(STATE_KEY)
-    if current is None or decision.remaining < current.remaining or not decision.allowed:
-        state[STATE_KEY] = decision
+    request.scope.setdefault("state", {})[STATE_KEY] = decision
     if not decision.allowed:
         raise RateLimited(decision.reset_after)
 
 
-RATE_LIMITS = [Depends(limit_by_address), Depends(limit_by_user)]
+RATE_LIMITS = [Depends(limit_requests)]
 
 
 class RateLimitHeadersMiddleware:

@@ -1,0 +1,170 @@
+"""The rate limiter against real Redis: one round trip a request, ``limits``' own counting.
+
+The limiter checks a request's address and user limits in one Lua script (infra/ratelimit.py);
+these tests hold it to the ``limits`` library's sliding window counter it replaces, and to its
+promises: one script call per request, nothing counted past the first full limit, and an
+outage that costs neither requests nor, once the breaker is open, time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from limits import parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
+from healthinfo.infra.resilient_cache import CircuitBreaker
+from tests.support.backends import REDIS_URL, delete_redis_keys
+from tests.support.redis_server import PrivateRedis
+from tests.support.server import free_port
+
+READ = RouteClass.READ
+
+
+def limits(*, user: str = "100/minute", address: str = "100/minute") -> Limits:
+    return Limits.parse(
+        dict.fromkeys(RouteClass, user),
+        dict.fromkeys(RouteClass, address),
+    )
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    value = f"healthinfo-test-rl-{uuid.uuid4().hex[:8]}:"
+    yield value
+    await delete_redis_keys(value)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+SCRIPTED = {"get", "pttl", "rename", "set", "exists", "incrby"}  # what the script runs inside
+
+
+def command_calls(port: int) -> dict[str, int]:
+    """Calls per command, by the server's own count (INFO commandstats)."""
+    stats = redis.Redis(port=port).info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+async def test_a_request_costs_one_redis_round_trip_for_both_its_limits(
+    private_redis: PrivateRedis,
+) -> None:
+    limiter = RateLimiter(limits(), metrics=Metrics(), redis_url=private_redis.url)
+    try:
+        await limiter.check(READ, user_id="ann", address="10.0.0.1")  # loads the script
+        before = command_calls(private_redis.port)
+        for _ in range(10):
+            await limiter.check(READ, user_id="ann", address="10.0.0.1")
+        after = command_calls(private_redis.port)
+    finally:
+        await limiter.stop()
+    measuring = {"info", "hello"}  # command_calls' own connection
+    ran = {name: after[name] - before.get(name, 0) for name in after if name not in measuring}
+    assert ran.pop("evalsha") == 10
+    assert {name for name, calls in ran.items() if calls} <= SCRIPTED
+
+
+async def test_counts_and_reports_as_the_limits_library_does(prefix: str) -> None:
+    """The same hits through ``limits``' own Redis sliding window: the same answers."""
+    item = parse("5/minute")
+    ours = RateLimiter(
+        limits(user="5/minute", address="1000/minute"),
+        metrics=Metrics(),
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+    )
+    storage = RedisStorage(
+        "async+" + REDIS_URL, implementation="redispy", key_prefix=prefix + "reference"
+    )
+    reference = SlidingWindowCounterRateLimiter(storage)
+    try:
+        for _ in range(7):
+            decision = await ours.check(READ, user_id="ann", address=None)
+            allowed = await reference.hit(item, "user", "read", "ann")
+            stats = await reference.get_window_stats(item, "user", "read", "ann")
+            assert (decision.allowed, decision.remaining) == (allowed, stats.remaining)
+            assert decision.limit == 5
+            assert 1 <= decision.reset_after <= 60
+    finally:
+        await ours.stop()
+
+
+async def test_the_first_full_limit_refuses_and_later_limits_are_not_counted(
+    prefix: str,
+) -> None:
+    limiter = RateLimiter(
+        limits(user="10/minute", address="2/minute"),
+        metrics=Metrics(),
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+    )
+    try:
+        outcomes = [
+            (await limiter.check(READ, user_id="ann", address="10.0.0.9")).allowed for _ in range(3)
+        ]
+        assert outcomes == [True, True, False]
+        by_user_only = await limiter.check(READ, user_id="ann", address=None)
+        assert by_user_only.remaining == 10 - 3  # two counted with the address, this one
+    finally:
+        await limiter.stop()
+
+
+async def test_the_tighter_limit_is_the_one_reported(prefix: str) -> None:
+    limiter = RateLimiter(
+        limits(user="3/minute", address="50/minute"),
+        metrics=Metrics(),
+        redis_url=REDIS_URL,
+        key_prefix=prefix,
+    )
+    try:
+        decision = await limiter.check(READ, user_id="ann", address="10.0.0.5")
+        assert (decision.limit, decision.remaining) == (3, 2)
+    finally:
+        await limiter.stop()
+
+
+async def test_a_full_limit_allows_again_once_its_windows_have_passed(prefix: str) -> None:
+    limiter = RateLimiter(
+        limits(user="2/second"), metrics=Metrics(), redis_url=REDIS_URL, key_prefix=prefix
+    )
+    try:
+        outcomes = [(await limiter.check(READ, user_id="ann", address=None)).allowed for _ in "abc"]
+        assert outcomes == [True, True, False]
+        await asyncio.sleep(2.1)  # the current window's key lives two windows
+        assert (await limiter.check(READ, user_id="ann", address=None)).allowed
+    finally:
+        await limiter.stop()
+
+
+async def test_with_redis_unreachable_requests_are_counted_in_process_and_the_breaker_opens() -> (
+    None
+):
+    metrics = Metrics()
+    limiter = RateLimiter(
+        limits(user="5/minute"),
+        metrics=metrics,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        breaker=CircuitBreaker(failure_threshold=3, cool_down_seconds=60),
+    )
+    try:
+        decisions = [await limiter.check(READ, user_id="ann", address=None) for _ in range(7)]
+    finally:
+        await limiter.stop()
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    errors = metrics.registry.get_sample_value("ratelimit_errors_total")
+    assert errors == 3, "the breaker should stop calling a dead Redis after 3 failures"
