@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from healthinfo.app import create_app
 from healthinfo.config import Settings
 from tests.conftest import open_client
+from tests.support.asgi import http_status, websocket_answer
 from tests.support.tokens import auth
 
 
@@ -26,6 +27,8 @@ async def limited(
         rate_limit_write_per_user="3/minute",
         rate_limit_read_per_address="8/minute",
         rate_limit_write_per_address="100/minute",
+        rate_limit_stream_per_user="2/minute",
+        rate_limit_stream_per_address="3/minute",
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -122,3 +125,25 @@ async def test_normal_use_is_never_limited_by_the_defaults(
             assert response.status_code == 200
         for _ in range(60):
             assert (await client.get(url(kit_id), headers=auth(user))).status_code == 200
+
+
+async def test_sse_and_websocket_connects_share_the_stream_limit(
+    limited: FastAPI, kit_id: str, user: str
+) -> None:
+    """Reconnect storms are limited like REST calls: 429 on SSE, close 4429 on WebSocket."""
+    events = f"/v1/kits/{kit_id}/health-information/events"
+    statuses = [await http_status(limited, "GET", events, auth(user)) for _ in range(2)]
+    assert statuses == [404, 404]  # a stranger to the kit: counted all the same
+    socket = f"/v1/kits/{kit_id}/health-information/ws"
+    assert await websocket_answer(limited, socket, auth(user)) == 4429
+    assert await http_status(limited, "GET", events, auth(user)) == 429
+
+
+async def test_stream_connects_with_bad_tokens_meet_the_address_limit(
+    limited: FastAPI, kit_id: str
+) -> None:
+    events = f"/v1/kits/{kit_id}/health-information/events"
+    statuses = [
+        await http_status(limited, "GET", f"{events}?access_token=bad-{i}", {}) for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]

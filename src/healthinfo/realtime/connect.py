@@ -1,7 +1,8 @@
 """Opening a live connection, the same way for SSE and WebSocket.
 
 Authenticate (``Authorization: Bearer`` or, because browsers' EventSource and WebSocket cannot
-set headers, ``?access_token=``), check READ access through the service in a short read
+set headers, ``?access_token=``) and count the connection against the stream rate limits,
+check READ access through the service in a short read
 transaction, take a place in the room (subscribe first), then read the snapshot or the replay
 in a second short transaction. No transaction stays open while streaming.
 """
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from healthinfo.auth.access import Permission
 from healthinfo.auth.actor import Actor
 from healthinfo.common.context import RequestContext
-from healthinfo.errors import FieldError, Unauthenticated, ValidationFailed
+from healthinfo.errors import FieldError, RateLimited, Unauthenticated, ValidationFailed
 from healthinfo.health_information.disclosure import audit_read
+from healthinfo.infra.ratelimit import RouteClass
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import RoomHub
 from healthinfo.realtime.stream import LiveStream
@@ -23,6 +25,38 @@ from healthinfo.services import Services
 
 _VERSION = re.compile(r"[0-9]{1,10}")
 KIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+async def admit(
+    svc: Services,
+    *,
+    authorization: str | None,
+    access_token: str | None,
+    address: str | None,
+) -> Actor:
+    """Authenticate a stream's opening and count it against the stream-connect rate limits.
+
+    Counted like a REST request (infra/ratelimit.py): by address always, by user once the token
+    verified, before a bad token is refused, so reconnect storms and token guessing over
+    streams meet the same limits as REST. Raises Unauthenticated or RateLimited.
+    """
+    try:
+        actor: Actor | Unauthenticated = await authenticate(
+            svc, authorization=authorization, access_token=access_token
+        )
+    except Unauthenticated as exc:
+        actor = exc
+    if svc.rate_limiter is not None:
+        decision = await svc.rate_limiter.check(
+            RouteClass.STREAM,
+            user_id=actor.user_id if isinstance(actor, Actor) else None,
+            address=address or "unknown",
+        )
+        if not decision.allowed:
+            raise RateLimited(decision.reset_after)
+    if isinstance(actor, Unauthenticated):
+        raise actor
+    return actor
 
 
 async def authenticate(

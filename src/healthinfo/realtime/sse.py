@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from healthinfo.api.deps import KitId, ServicesDep
 from healthinfo.api.openapi import problems
 from healthinfo.common.context import Channel, RequestContext
-from healthinfo.realtime.connect import authenticate, last_event_id, open_stream
+from healthinfo.realtime.connect import admit, last_event_id, open_stream
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import LIFETIME, SHUTDOWN, SLOW_CONSUMER, RoomHub
 from healthinfo.realtime.stream import LiveStream
@@ -66,8 +66,11 @@ async def follow_health_information(
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    actor = await authenticate(
-        svc, authorization=request.headers.get("authorization"), access_token=access_token
+    actor = await admit(
+        svc,
+        authorization=request.headers.get("authorization"),
+        access_token=access_token,
+        address=request.client.host if request.client else None,
     )
     resume_after = last_event_id(last_event_id_header, last_event_id_query)
     ctx = RequestContext(

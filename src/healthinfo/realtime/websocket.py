@@ -34,7 +34,7 @@ from healthinfo.common.context import Channel, RequestContext
 from healthinfo.errors import DomainError, FieldError, MalformedRequest, ValidationFailed
 from healthinfo.health_information.schemas import PatchAnswers
 from healthinfo.health_information.service import SAVE, SUBMIT
-from healthinfo.realtime.connect import authenticate, check_kit_id, last_event_id, open_stream
+from healthinfo.realtime.connect import admit, check_kit_id, last_event_id, open_stream
 from healthinfo.realtime.hub import ACCESS_LOST, LIFETIME, SHUTDOWN, SLOW_CONSUMER, UNAVAILABLE
 from healthinfo.realtime.stream import LiveStream
 from healthinfo.services import Services
@@ -83,10 +83,11 @@ class Session:
         await self.ws.accept()
         try:
             check_kit_id(self.kit_id)
-            actor = await authenticate(
+            actor = await admit(
                 self.svc,
                 authorization=self.ws.headers.get("authorization"),
                 access_token=self.ws.query_params.get("access_token"),
+                address=self.ws.client.host if self.ws.client else None,
             )
             resume_after = last_event_id(
                 self.ws.headers.get("last-event-id"), self.ws.query_params.get("lastEventId")
