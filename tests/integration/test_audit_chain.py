@@ -7,12 +7,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import Row, event, select, text
 
 from healthinfo.audit import chain
+from healthinfo.audit.service import AuditEntry
+from healthinfo.auth.actor import Actor
+from healthinfo.common.context import Channel, RequestContext
+from healthinfo.db.models import AuditEvent
 from tests.support.tokens import TEST_SECRET, auth
 
 
@@ -110,6 +115,107 @@ async def test_concurrent_writes_to_one_kit_keep_one_unbroken_chain(
     )
     _, broken = await verify(app, kit_id)
     assert broken is None
+
+
+async def head_of(app: FastAPI, kit_id: str) -> Row[Any]:
+    async with app.state.services.uows.read() as uow:
+        rows = await uow.session.execute(
+            text("SELECT prev_hash, last_hash, length FROM audit_chain_heads WHERE kit_id = :k"),
+            {"k": kit_id},
+        )
+        return rows.one()
+
+
+async def stored_events(app: FastAPI, kit_id: str) -> list[AuditEvent]:
+    async with app.state.services.uows.read() as uow:
+        query = select(AuditEvent).where(AuditEvent.kit_id == kit_id).order_by(AuditEvent.id)
+        return list(await uow.session.scalars(query))
+
+
+NON_ASCII = "née ü 東京"
+
+
+async def test_the_database_links_events_exactly_as_link_hash_does(
+    app: FastAPI, kit_id: str
+) -> None:
+    """On PostgreSQL the link is computed in SQL: it must equal ``chain.link_hash`` byte for
+    byte, for the genesis link and later ones, with non-ASCII text in the hashed fields."""
+    services = app.state.services
+    ctx = RequestContext(
+        actor=Actor(f"usér-{NON_ASCII}"),
+        channel=Channel.REST,
+        request_id=f"req-{NON_ASCII}",
+        client_address="127.0.0.1",
+        user_agent=f"agent/1.0 ({NON_ASCII})",
+    )
+    for i in range(3):
+        async with services.uows.write() as uow:
+            entry = AuditEntry(
+                action="kit.test", kit_id=kit_id, changed=[f"q-{NON_ASCII}"], reason=NON_ASCII * i
+            )
+            await services.audit.record(uow, ctx, entry)
+    events = await stored_events(app, kit_id)
+    assert [e.user_agent for e in events] == [f"agent/1.0 ({NON_ASCII})"] * 3
+    previous = chain.GENESIS
+    for stored in events:
+        assert stored.prev_hash == previous
+        assert stored.hash == chain.link_hash(previous, stored)
+        previous = stored.hash
+    head = await head_of(app, kit_id)
+    assert (head.prev_hash, head.last_hash, head.length) == (events[-2].hash, previous, 3)
+
+
+async def test_an_append_is_one_statement_on_postgresql(app: FastAPI, kit_id: str) -> None:
+    services = app.state.services
+    ctx = RequestContext(actor=Actor("counter"), channel=Channel.REST)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    for _ in range(2):  # the head's creation, then its advance
+        async with services.uows.write() as uow:
+            connection = (await uow.session.connection()).sync_connection
+            assert connection is not None
+            dialect = connection.dialect.name
+            event.listen(connection, "before_cursor_execute", note)
+            try:
+                await services.audit.record(uow, ctx, AuditEntry("kit.test", kit_id))
+            finally:
+                event.remove(connection, "before_cursor_execute", note)
+    # SQLite: read the head, advance it, insert the event.
+    assert len(statements) == (2 if dialect == "postgresql" else 6), statements
+    assert (await verify(app, kit_id)) == (2, None)
+
+
+async def test_concurrent_patches_to_one_kit_leave_a_chain_as_long_as_the_writes(
+    app: FastAPI, client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    writers = 20
+    await client.put(
+        f"/v1/kits/{kit_id}/health-information", json={"answers": {}}, headers=auth(user)
+    )
+    before = len(await event_ids(app, kit_id))
+    responses = await asyncio.gather(
+        *(
+            client.patch(
+                f"/v1/kits/{kit_id}/health-information",
+                json={"answers": {"heightCm": 100 + i}},
+                headers=auth(user),
+            )
+            for i in range(writers)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * writers
+    events = await stored_events(app, kit_id)
+    assert len(events) == before + writers
+    assert await verify(app, kit_id) == (len(events), None)
+    head = await head_of(app, kit_id)
+    assert (head.prev_hash, head.last_hash, head.length) == (
+        events[-2].hash,
+        events[-1].hash,
+        len(events),
+    )
 
 
 def test_the_verify_command_exits_1_naming_the_broken_event(

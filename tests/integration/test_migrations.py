@@ -98,6 +98,48 @@ async def test_the_hash_chain_migration_chains_events_written_before_it(
     assert (checked, broken) == (3, None)
 
 
+async def test_chains_written_before_the_head_kept_its_prev_hash_go_on_after_it(
+    empty_engine: AsyncEngine,
+) -> None:
+    """0007 leaves existing heads' ``prev_hash`` null; the next append sets it and continues
+    the chain (on PostgreSQL, in SQL), and the whole chain verifies."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from healthinfo.audit import chain
+    from healthinfo.audit.service import AuditEntry, AuditLog
+    from healthinfo.auth.actor import Actor
+    from healthinfo.common.context import Channel, RequestContext
+    from healthinfo.common.database import Engines
+    from healthinfo.common.uow import UnitOfWorkFactory
+
+    await migrate.upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as conn:
+        for i in range(2):
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
+                    " changed, outcome) VALUES (:e, :at, 'K', 'u', 'a', 'rest', '[]', 'ok')"
+                ),
+                {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
+            )
+    await migrate.upgrade(empty_engine)
+    head = "SELECT prev_hash, last_hash, length FROM audit_chain_heads WHERE kit_id = 'K'"
+    async with empty_engine.connect() as conn:
+        before = (await conn.execute(text(head))).one()
+    assert (before.prev_hash, before.length) == (None, 2)
+    uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
+    async with uows.write() as uow:
+        ctx = RequestContext(actor=Actor("u"), channel=Channel.REST)
+        await AuditLog().record(uow, ctx, AuditEntry("kit.test", "K"))
+    async with empty_engine.connect() as conn:
+        after = (await conn.execute(text(head))).one()
+    assert (after.prev_hash, after.length) == (before.last_hash, 3)
+    async with uows.read() as uow:
+        assert await chain.verify(uow, "K") == (3, None)
+
+
 async def test_the_encryption_migration_encrypts_old_rows_and_its_downgrade_decrypts(
     empty_engine: AsyncEngine, tmp_path: Path
 ) -> None:

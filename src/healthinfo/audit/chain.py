@@ -2,8 +2,18 @@
 
 ``hash = sha256(prev_hash + canonical JSON of the event)``. Altering, deleting or inserting an
 event anywhere breaks every later link, and ``verify`` names the first broken one. One chain
-per kit: appends to a kit serialize on its head row (``FOR UPDATE``), which writes to one kit
-already do; different kits never contend.
+per kit: appends to a kit serialize on its head row (``audit_chain_heads``: the kit's newest
+hash, the one before it and the chain's length), which writes to one kit already do; different
+kits never contend.
+
+Every audited request appends (every write, and every read of answers), so on PostgreSQL the
+append is one statement, built once: an upsert of the head that computes the new link in SQL
+(``encode(sha256(convert_to(prev, 'UTF8') || canonical), 'hex')``, byte for byte
+``link_hash``, since ``canonical`` does not depend on the previous hash), feeding the event's
+INSERT through a ``WITH``. ``RETURNING`` shows no old values before PostgreSQL 18, so the head
+keeps ``prev_hash``, its hash before the last append, for the event to carry. On SQLite the
+append stays three statements (read the head, advance it, insert the event), also built once.
+``verify`` recomputes every link in Python, whichever path wrote it.
 """
 
 from __future__ import annotations
@@ -14,7 +24,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from healthinfo.common.uow import UnitOfWork
@@ -49,32 +71,95 @@ def link_hash(prev_hash: str, event: Any) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
 
 
+def _link_sql(prev_hash: ColumnElement[Any]) -> ColumnElement[str]:
+    """``link_hash`` in SQL: hex of sha256(UTF-8 bytes of ``prev_hash`` || canonical bytes)."""
+    utf8 = func.convert_to(prev_hash, literal_column("'UTF8'"))
+    digest = func.sha256(utf8.op("||", return_type=LargeBinary)(_CANONICAL))
+    return func.encode(digest, literal_column("'hex'"), type_=String)
+
+
+# Built once, not on every append: every audited request appends, reads included.
+EVENTS = cast(Table, AuditEvent.__table__)
+_INSERTED = [column for column in EVENTS.columns if column.key != "id"]  # id: the sequence's
+_WRITTEN = [column for column in _INSERTED if column.key not in ("prev_hash", "hash")]
+_CANONICAL = bindparam("canonical", type_=LargeBinary)
+_GENESIS_SQL = literal_column(f"'{GENESIS}'", String)
+
+# PostgreSQL. The upsert creates the head (genesis) or, on conflict, advances it; ON CONFLICT
+# DO UPDATE locks the head row and reads its newest committed version, so appends to one kit
+# serialize exactly as SELECT … FOR UPDATE did, and different kits never contend. RETURNING
+# shows only new values (before PostgreSQL 18), hence ``prev_hash`` on the head: the hash it
+# had before this append, which the event needs.
+_HEAD = (
+    postgresql.insert(HEADS)
+    .values(
+        kit_id=bindparam("kit_id", type_=HEADS.c.kit_id.type),
+        prev_hash=_GENESIS_SQL,
+        last_hash=_link_sql(_GENESIS_SQL),
+        length=literal_column("1", Integer),
+    )
+    .on_conflict_do_update(
+        index_elements=[HEADS.c.kit_id],
+        set_={
+            "prev_hash": HEADS.c.last_hash,
+            "last_hash": _link_sql(HEADS.c.last_hash),
+            "length": HEADS.c.length + literal_column("1", Integer),
+        },
+    )
+    .returning(HEADS.c.prev_hash, HEADS.c.last_hash)
+    .cte("head")
+)
+_APPEND_POSTGRESQL = insert(EVENTS).from_select(
+    [*_WRITTEN, EVENTS.c.prev_hash, EVENTS.c.hash],
+    select(
+        *(bindparam(column.key, type_=column.type) for column in _WRITTEN),
+        _HEAD.c.prev_hash,
+        _HEAD.c.last_hash,
+    ),
+)
+
+# SQLite (no sha256 in SQL, no INSERT in a WITH): the no-op upsert creates the head if absent
+# and returns its hash; the UPDATE's right-hand sides read the row as it was.
+_LOCK_HEAD_SQLITE = (
+    sqlite.insert(HEADS)
+    .values(kit_id=bindparam("kit_id"), last_hash=GENESIS, length=0)
+    .on_conflict_do_update(index_elements=[HEADS.c.kit_id], set_={"length": HEADS.c.length})
+    .returning(HEADS.c.last_hash)
+)
+_ADVANCE_HEAD_SQLITE = (
+    update(HEADS)
+    .where(HEADS.c.kit_id == bindparam("head_kit_id"))
+    .values(
+        prev_hash=HEADS.c.last_hash,
+        last_hash=bindparam("new_hash"),
+        length=HEADS.c.length + 1,
+    )
+)
+_INSERT_EVENT = insert(EVENTS)
+
+
 async def append(uow: UnitOfWork, event: AuditEvent) -> None:
-    """Chain ``event`` onto its kit's head, inside the caller's transaction."""
-    head = await _lock_head(uow, event.kit_id)
-    event.prev_hash = head.last_hash
-    event.hash = link_hash(head.last_hash, event)
-    await uow.session.execute(
-        update(HEADS)
-        .where(HEADS.c.kit_id == event.kit_id)
-        .values(last_hash=event.hash, length=head.length + 1)
-    )
+    """Write ``event`` chained onto its kit's head, inside the caller's transaction.
 
-
-async def _lock_head(uow: UnitOfWork, kit_id: str) -> Any:
-    """Create the kit's head if absent, lock it and read it: one statement, not three.
-
-    ``ON CONFLICT DO UPDATE`` with a no-op assignment takes the row lock that ``FOR UPDATE``
-    took, and ``RETURNING`` hands back the head as it stands (on SQLite the write transaction
-    already holds the database lock).
+    PostgreSQL: one statement (``_APPEND_POSTGRESQL``), which computes the link in SQL; the
+    event's ``prev_hash`` and ``hash`` are written but not read back (no caller needs them).
+    SQLite: the head is read (the write transaction already holds the database lock), the link
+    computed here and set on ``event``, the head advanced and the event inserted.
     """
-    dialect = uow.session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(HEADS).values(kit_id=kit_id, last_hash=GENESIS, length=0)
-    statement = statement.on_conflict_do_update(
-        index_elements=[HEADS.c.kit_id], set_={"length": HEADS.c.length}
+    session = uow.session
+    if session.get_bind().dialect.name == "postgresql":
+        values = {column.key: getattr(event, column.key) for column in _WRITTEN}
+        values[_CANONICAL.key] = canonical(event)
+        await session.execute(_APPEND_POSTGRESQL, values)
+        return
+    prev_hash = (await session.execute(_LOCK_HEAD_SQLITE, {"kit_id": event.kit_id})).scalar_one()
+    event.prev_hash = prev_hash
+    event.hash = link_hash(prev_hash, event)
+    advance = {"head_kit_id": event.kit_id, "new_hash": event.hash}
+    await session.execute(_ADVANCE_HEAD_SQLITE, advance)
+    await session.execute(
+        _INSERT_EVENT, {column.key: getattr(event, column.key) for column in _INSERTED}
     )
-    return (await uow.session.execute(statement.returning(HEADS.c.last_hash, HEADS.c.length))).one()
 
 
 @dataclass(frozen=True, slots=True)

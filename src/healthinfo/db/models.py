@@ -186,11 +186,17 @@ class AuditEvent(Base):
 
 
 class AuditChainHead(Base):
-    """The newest link of each kit's audit hash chain, locked by whoever appends to it."""
+    """The newest link of each kit's audit hash chain, locked by whoever appends to it.
+
+    ``prev_hash`` is ``last_hash`` as it was before the last append (null until a kit's first
+    append after revision 0007): PostgreSQL's ``RETURNING`` shows only new values (before 18),
+    and the one-statement append (``audit.chain``) needs the old one for the event it writes.
+    """
 
     __tablename__ = "audit_chain_heads"
 
     kit_id: Mapped[str] = mapped_column(String(KIT_ID_LENGTH), primary_key=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
     last_hash: Mapped[str] = mapped_column(String(64))
     length: Mapped[int] = mapped_column(Integer)
 
