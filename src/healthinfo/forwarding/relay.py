@@ -31,6 +31,7 @@ import stamina
 from prometheus_client import CollectorRegistry
 
 from healthinfo.common.clock import Clock, utc_now
+from healthinfo.common.tasks import stop_tasks
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.errors import Unavailable
@@ -108,9 +109,7 @@ class Relay:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=self._timeout + 5)
             except TimeoutError:
-                self._task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self._task
+                await stop_tasks([self._task])
             self._task = None
         await self._sender.aclose()
         logger.info("forwarding.relay_stopped", extra={"relay": self.name})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from typing import cast
@@ -11,6 +10,7 @@ from typing import cast
 from sqlalchemy import Table, select
 
 from healthinfo.common.clock import Clock, utc_now
+from healthinfo.common.tasks import stop_tasks
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.db.models import HealthInformation
 from healthinfo.health_information.service import HealthInformationService
@@ -43,10 +43,7 @@ class CacheWarmer:
             self._task = asyncio.create_task(self.warm_recent())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_tasks([self._task])
 
     async def warm_recent(self) -> int:
         """Returns how many kits were warmed (for tests and the log line)."""

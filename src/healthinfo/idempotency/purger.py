@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from healthinfo.common.tasks import stop_tasks
 from healthinfo.idempotency.store import IdempotencyStore
 
 logger = logging.getLogger(__name__)
@@ -21,10 +21,7 @@ class IdempotencyPurger:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
 
     async def _loop(self) -> None:
         while True:

@@ -36,6 +36,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from healthinfo.common.tasks import stop_tasks
+
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
@@ -158,11 +160,7 @@ class RedisBus:
         self._wake.set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         # Give queued messages a moment to leave, so other instances hear about the last writes.
         if self._publisher is not None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from healthinfo.common.tasks import stop_tasks
 from healthinfo.errors import RoomFull, Unavailable
 from healthinfo.health_information.service import ChangeEvent
 from healthinfo.infra.bus import EventBus
@@ -179,11 +180,7 @@ class RoomHub:
             for t in (self._heartbeat_task, *self._presence_tasks.values(), *self._background)
             if t
         ]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         for kit_id, room in list(self._local.items()):
             for sub in list(room.values()):
                 with contextlib.suppress(RoomStoreUnavailable):

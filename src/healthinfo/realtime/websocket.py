@@ -31,6 +31,7 @@ from starlette.websockets import WebSocketDisconnect
 from healthinfo.api.problems import close_code, domain_problem, problem_body
 from healthinfo.auth.actor import Actor
 from healthinfo.common.context import Channel, RequestContext
+from healthinfo.common.tasks import stop_tasks
 from healthinfo.errors import DomainError, FieldError, MalformedRequest, ValidationFailed
 from healthinfo.health_information.schemas import PatchAnswers
 from healthinfo.health_information.service import SAVE, SUBMIT
@@ -134,11 +135,7 @@ class Session:
             elif stuck in done:
                 logger.info("realtime.websocket_dropped", extra={"reason": sub.close_reason})
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks(tasks)
 
     async def _write(self, stream: LiveStream) -> str:
         """Forward events until the subscription ends or the connection's lifetime is up."""
