@@ -24,7 +24,18 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -43,6 +54,11 @@ DATA_KEYS = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 NONCE_BYTES = 12
+# Built once: building a statement costs more CPU than running it from the compiled cache.
+_KEY_OF_KIT = select(DATA_KEYS).where(DATA_KEYS.c.kit_id == bindparam("kit_id"))
+_KEY_BY_ID = select(DATA_KEYS).where(
+    DATA_KEYS.c.kit_id == bindparam("kit_id"), DATA_KEYS.c.key_id == bindparam("key_id")
+)
 
 
 _keys_of_this_write: ContextVar[dict[str, DataKey] | None] = ContextVar(
@@ -87,6 +103,15 @@ class KeyStore:
     ) -> None:
         self.engines = engines
         self.engine = engines.write
+        # A key lookup is one SELECT: on PostgreSQL it needs no transaction around it, and in
+        # autocommit it is one round trip instead of BEGIN, SELECT, ROLLBACK (two of a
+        # write's three key-store round trips). SQLite's BEGIN is ours (common/database.py)
+        # and costs no round trip, so it stays as it is.
+        self._lookups = (
+            engines.read
+            if engines.read.dialect.name == "sqlite"
+            else engines.read.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._masters = masters
         self._cache: OrderedDict[str, DataKey] = OrderedDict()
         self._cache_size = cache_size
@@ -107,10 +132,8 @@ class KeyStore:
         return key
 
     async def _current_from_store(self, kit_id: str) -> DataKey:
-        async with self.engines.read.connect() as conn:
-            row = (
-                await conn.execute(select(DATA_KEYS).where(DATA_KEYS.c.kit_id == kit_id))
-            ).first()
+        async with self._lookups.connect() as conn:
+            row = (await conn.execute(_KEY_OF_KIT, {"kit_id": kit_id})).first()
         if row is not None:
             return self._remember(self._unwrap_cached(row))
         async with self.engine.begin() as conn:
@@ -129,14 +152,8 @@ class KeyStore:
         if cached is not None and cached.kit_id == kit_id:
             self._cache.move_to_end(key_id)
             return cached
-        async with self.engines.read.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(DATA_KEYS).where(
-                        DATA_KEYS.c.kit_id == kit_id, DATA_KEYS.c.key_id == key_id
-                    )
-                )
-            ).first()
+        async with self._lookups.connect() as conn:
+            row = (await conn.execute(_KEY_BY_ID, {"kit_id": kit_id, "key_id": key_id})).first()
         if row is None:
             raise KeyDestroyed(kit_id)
         return self._remember(self._unwrap(row))
