@@ -7,7 +7,7 @@ Starts a server like the bench does (fresh databases, own Redis prefix, everythi
 runs one wrk scenario against it while ``py-spy record`` samples it, and prints the server's
 CPU time per response and the busiest frames (self and total). ``--env redis_url=redis://
 127.0.0.1:9/0`` profiles the Redis-down path; ``--gil`` samples only while the GIL is held.
-Needs py-spy (``pip install py-spy``) on PATH or beside this Python.
+py-spy comes with the dev extras (``scripts/test`` and ``bench/run`` install them).
 """
 
 from __future__ import annotations
