@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -450,3 +451,58 @@ def test_minted_token_omits_roles_when_empty_and_carries_iss_and_aud() -> None:
     claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="aud")
     assert set(claims) == {"sub", "iat", "exp", "iss", "aud"}
     assert claims["exp"] - claims["iat"] == 60
+
+
+# --- remembering verified tokens ------------------------------------------------------------
+
+
+async def test_a_verified_token_is_not_verified_again_within_the_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(hs_secret=SECRET)
+    token = mint_token(SECRET, sub="user-1")
+    decodes: list[str] = []
+    original = verifier._decode
+    monkeypatch.setattr(
+        verifier, "_decode", lambda *args: decodes.append("decode") or original(*args)
+    )
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert decodes == ["decode"]
+
+
+async def test_a_remembered_token_is_verified_again_after_the_minute() -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(hs_secret=SECRET, clock=lambda: now[0])
+    token = mint_token(SECRET, sub="user-1")
+    await verifier.verify(token)
+    now[0] += 61
+    assert verifier._remembered[token][1] < now[0]
+    await verifier.verify(token)  # verified anew (still valid), remembered anew
+    assert verifier._remembered[token][1] > now[0]
+
+
+async def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    verifier = TokenVerifier(hs_secret=SECRET, leeway_seconds=0)
+    issued = datetime.now(UTC) - timedelta(seconds=3599)
+    token = mint_token(SECRET, sub="user-1", ttl_seconds=3600, now=issued)  # exp in ~1 s
+    assert (await verifier.verify(token)).user_id == "user-1"
+    await asyncio.sleep(1.2)
+    assert await _rejection(verifier, token) == EXPIRED
+
+
+async def test_a_token_differing_from_a_remembered_one_is_verified_on_its_own(
+    hs_verifier: TokenVerifier,
+) -> None:
+    token = mint_token(SECRET, sub="user-1")
+    await hs_verifier.verify(token)
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    assert await _rejection(hs_verifier, tampered) == BAD_SIGNATURE
+
+
+async def test_remembered_tokens_are_bounded() -> None:
+    verifier = TokenVerifier(hs_secret=SECRET, remember_tokens=3)
+    tokens = [mint_token(SECRET, sub=f"user-{i}") for i in range(5)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert list(verifier._remembered) == tokens[2:]

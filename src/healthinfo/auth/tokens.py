@@ -20,6 +20,13 @@ Why the rules are this strict:
   logs, so they never carry the token or any claim or header value, and PyJWT's own messages
   (which may quote header values) are not chained onto them.
 
+* **A verified token is remembered briefly.** Checking a signature and the claims costs more
+  CPU than the rest of a cached read's authentication; clients send the same token with every
+  request. So a token that verified is taken as verified again, matched byte for byte, for at
+  most ``REMEMBER_SECONDS`` and never past its own ``exp``: an expired token is refused as
+  before, and a JWKS key the identity provider withdraws stops being honoured within the
+  JWKS cache's lifetime, as before. Failures are never remembered.
+
 The HMAC secret must be at least 32 bytes and RSA keys at least 2048 bits (RFC 7518 §3.2,
 NIST SP 800-131A); weaker keys are refused when the verifier is built rather than warned
 about on every request.
@@ -31,7 +38,9 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +63,8 @@ MIN_RSA_KEY_BITS = 2048
 MAX_TOKEN_LENGTH = 8192
 MAX_SUBJECT_LENGTH = 255
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+REMEMBER_SECONDS = 60.0
+REMEMBER_TOKENS = 4096
 
 EXPIRED = "The token has expired."
 NOT_YET_VALID = "The token is not yet valid."
@@ -92,6 +103,8 @@ class TokenVerifier:
         audience: str | None = None,
         leeway_seconds: int = 30,
         jwks_cache_seconds: int = 300,
+        remember_tokens: int = REMEMBER_TOKENS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if hs_secret is None and not public_keys_pem and jwks_url is None:
             raise ValueError("Configure hs_secret, public_keys_pem or jwks_url.")
@@ -105,9 +118,19 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
+        self._remembered: OrderedDict[str, tuple[Actor, float]] = OrderedDict()
+        self._remember_limit = remember_tokens
+        self._clock = clock
 
     async def verify(self, token: str) -> Actor:
         """Verify signature and claims; the result is the caller the token names."""
+        remembered = self._remembered.get(token)
+        if remembered is not None:
+            actor, until = remembered
+            if self._clock() < until:
+                self._remembered.move_to_end(token)
+                return actor
+            del self._remembered[token]
         header = _read_header(token)
         algorithm = _accepted_algorithm(header)
         if algorithm == HMAC_ALGORITHM:
@@ -115,7 +138,17 @@ class TokenVerifier:
         else:
             keys = await self._asymmetric_keys(algorithm, header.get("kid"))
             claims = self._decode_with_any(token, keys, algorithm)
-        return _actor_from(claims)
+        actor = _actor_from(claims)
+        self._remember(token, actor, claims)
+        return actor
+
+    def _remember(self, token: str, actor: Actor, claims: dict[str, Any]) -> None:
+        """Until ``exp`` (PyJWT checked it is a number) or ``REMEMBER_SECONDS``, the sooner."""
+        until = min(float(claims["exp"]), self._clock() + REMEMBER_SECONDS)
+        self._remembered[token] = (actor, until)
+        self._remembered.move_to_end(token)
+        while len(self._remembered) > self._remember_limit:
+            self._remembered.popitem(last=False)
 
     def _require_hs_secret(self) -> bytes:
         # Without a configured secret an HS256 token has nothing legitimate to be checked
