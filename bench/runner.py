@@ -104,6 +104,17 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def submit(self, kit: str) -> None:
+        r = self.http.post(f"/v1/kits/{kit}/health-information/submit", headers=self.owner)
+        if r.status_code != 200:
+            raise RuntimeError(f"submitting {kit}: {r.status_code} {r.text[:300]}")
+
     def save(self, kit: str, answers: dict[str, Any] | None = None) -> int:
         """PUT, retried on a 5xx (a shared PostgreSQL can run out of connections for a while)."""
         body = {"answers": answers or ANSWERS}
@@ -194,24 +205,36 @@ class Bench:
         return {**base, **settings}
 
     def start(
-        self, name: str, argv: list[str], env: dict[str, str], ready: str, *, wait: bool = True
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready: str,
+        *,
+        wait: bool = True,
+        pinned: bool = True,
     ) -> infra.Process:
-        port = int(argv[argv.index("--port") + 1])
-        proc = infra.Process(name, argv, env=env, log_dir=self.work, cpu=self.server_cpu)
+        port_flag = "--port" if "--port" in argv else "--metrics-port"
+        port = int(argv[argv.index(port_flag) + 1])
+        cpu = self.server_cpu if pinned else []
+        proc = infra.Process(name, argv, env=env, log_dir=self.work, cpu=cpu)
         self.processes.append(proc)
         proc.start()
         if wait:
             proc.wait_http(f"http://127.0.0.1:{port}{ready}")
         return proc
 
-    def serve(self, name: str, *, wait: bool = True, **overrides: str) -> tuple[infra.Process, str]:
+    def serve(
+        self, name: str, *, wait: bool = True, pinned: bool = True, **overrides: str
+    ) -> tuple[infra.Process, str]:
         if name in self.prestarted:
             proc, url = self.prestarted.pop(name)
             proc.wait_http(f"{url}/health/ready")
             return proc, url
         port = infra.free_port()
         argv = [sys.executable, "-m", "healthinfo", "serve", "--port", str(port)]
-        proc = self.start(name, argv, self.env(**overrides), "/health/ready", wait=wait)
+        env = self.env(**overrides)
+        proc = self.start(name, argv, env, "/health/ready", wait=wait, pinned=pinned)
         return proc, f"http://127.0.0.1:{port}"
 
     def prestart(self, configs: dict[str, dict[str, str]]) -> None:
@@ -248,7 +271,7 @@ class Bench:
             clients=clients,
             seconds=kw.pop("seconds", self.opts.seconds),
             args=args,
-            cpu=self.load_cpu,
+            cpu=kw.pop("cpu", self.load_cpu),
             work_dir=self.work,
             **kw,
         )
@@ -672,47 +695,120 @@ class Bench:
                 self.record("redis_down_patch", c, m)
 
     def two_instances(self) -> None:
-        """Reads and PATCH writes at 64 clients: one ``serve`` process vs two behind nginx."""
+        """Scale-out: the deployment of docs/operations.md with one ``serve`` and with two.
+
+        ``serve`` processes behind nginx (round robin, keep-alive), forwarding by one
+        ``healthinfo worker`` (``HEALTHINFO_FORWARD_IN_PROCESS=false``) to a stand-in lab, on
+        one PostgreSQL and Redis. Reads and PATCH writes at the highest level of clients go
+        through nginx in both configurations, then a batch of submissions whose delivery by
+        the worker is timed. Unlike every other scenario nothing is pinned: one Python process
+        can use one core, and the question is what a second process gains from a second core.
+        wrk, nginx, the worker, PostgreSQL and Redis share the same two cores, so the gain
+        measured here is a lower bound of what a machine with a core per process shows.
+        """
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(nginx).exists():
             self.results["notes"].append("nginx not installed: two-instance scenario skipped")
             return
+        lab = self.lab_stand_in()
         # A smaller pool per process (10 connections + 10 for the key store): two instances must
         # fit in a shared PostgreSQL's max_connections. "one" runs with the same settings.
-        pool = {"db_pool_size": "10", "db_max_overflow": "0"}
-        with (
-            self.server("instance-a", **pool) as (_, url_a, api),
-            self.server("instance-b", **pool) as (_, url_b, _),
-        ):
-            self.current = None  # two servers: no single process to account CPU to
-            lb_port = infra.free_port()
-            conf = self.work / "nginx.conf"
-            conf.write_text(report.nginx_conf(lb_port, [url_a, url_b], self.work))
-            lb = infra.Process(
-                "nginx",
-                [nginx, "-c", str(conf), "-g", "daemon off;"],
-                env=dict(os.environ),
-                log_dir=self.work,
-            )
-            self.processes.append(lb)
-            lb.start()
-            lb.wait_http(f"http://127.0.0.1:{lb_port}/health/live")
-            try:
-                lb_url = f"http://127.0.0.1:{lb_port}"
-                c = max(self.opts.levels)
-                for target, name in ((url_a, "one"), (lb_url, "two")):
-                    m = self.wrk(
-                        "read", target, c, [self.owner_token, "R", str(self.opts.read_kits)]
-                    )
-                    self.record(f"instances_{name}_read", c, m)
-                    kit_prefix = f"I{name}{c}-"
-                    api.seed([f"{kit_prefix}{i}" for i in range(1, c + 1)])
-                    args = [self.owner_token, kit_prefix, "own", "1"]
-                    m = self.wrk("patch", target, c, args, one_thread_per_client=True)
-                    self.record(f"instances_{name}_patch", c, m)
+        deployment = {
+            "db_pool_size": "10",
+            "db_max_overflow": "0",
+            "forward_url": f"{lab}/intake",
+            "forward_secret": SECRET,
+            "forward_in_process": "false",
+        }
+        worker_port = infra.free_port()
+        worker = self.start(
+            "worker",
+            [sys.executable, "-m", "healthinfo", "worker", "--metrics-port", str(worker_port)],
+            self.env(**deployment),
+            "/metrics",
+            pinned=False,
+        )
+        worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+        try:
+            with (
+                self.server("instance-a", pinned=False, **deployment) as (_, url_a, api),
+                self.server("instance-b", pinned=False, **deployment) as (_, url_b, _),
+            ):
+                self.current = None  # several servers: no single process to account CPU to
+                for name, upstreams in (("one", [url_a]), ("two", [url_a, url_b])):
+                    with self.balancer(nginx, upstreams) as lb_url:
+                        self.scale_out_load(name, lb_url, api)
+                        self.scale_out_deliveries(name, lb_url, worker_metrics)
                 self.sse_two_instances(api, url_a, url_b)
-            finally:
-                self.stop(lb)
+        finally:
+            self.stop(worker)
+
+    def lab_stand_in(self) -> str:
+        """The lab's API for the worker to deliver to: the bare ASGI app, 200 to anything."""
+        port = infra.free_port()
+        argv = [sys.executable, "-m", "bench.ceiling_apps", "asgi", "--port", str(port)]
+        argv += ["--payload", str(self.work / "payload.json")]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.start("lab", argv, env, "/", pinned=False)
+        return f"http://127.0.0.1:{port}"
+
+    @contextlib.contextmanager
+    def balancer(self, nginx: str, upstreams: list[str]) -> Iterator[str]:
+        port = infra.free_port()
+        conf = self.work / f"nginx-{len(upstreams)}.conf"
+        conf.write_text(report.nginx_conf(port, upstreams, self.work))
+        lb = infra.Process(
+            "nginx",
+            [nginx, "-c", str(conf), "-g", "daemon off;"],
+            env=dict(os.environ),
+            log_dir=self.work,
+        )
+        self.processes.append(lb)
+        lb.start()
+        try:
+            lb.wait_http(f"http://127.0.0.1:{port}/health/live")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            self.stop(lb)
+
+    def scale_out_load(self, name: str, url: str, api: Api) -> None:
+        c = max(self.opts.levels)
+        reads = [self.owner_token, "R", str(self.opts.read_kits)]
+        m = self.wrk("read", url, c, reads, cpu=[])
+        self.record(f"instances_{name}_read", c, m)
+        kit_prefix = f"I{name}{c}-"
+        api.seed([f"{kit_prefix}{i}" for i in range(1, c + 1)])
+        args = [self.owner_token, kit_prefix, "own", "1"]
+        m = self.wrk("patch", url, c, args, one_thread_per_client=True, cpu=[])
+        self.record(f"instances_{name}_patch", c, m)
+
+    def scale_out_deliveries(self, name: str, url: str, worker_metrics: str) -> None:
+        """Submit a batch through the balancer; time until the worker has delivered all."""
+        count = 20 if not self.opts.quick else 4
+        kits = [f"F{name}-{i}" for i in range(count)]
+        before = self.delivered(worker_metrics)
+        with Api(url) as api:
+            api.seed(kits)
+            began = time.monotonic()
+            for kit in kits:
+                api.submit(kit)
+        deadline = began + 60
+        delivered = 0.0
+        while time.monotonic() < deadline:
+            delivered = self.delivered(worker_metrics) - before
+            if delivered >= count:
+                break
+            time.sleep(0.1)
+        self.results.setdefault("scale_out", {})[name] = {
+            "submitted": count,
+            "delivered_by_worker": int(delivered),
+            "seconds_to_deliver_all": round(time.monotonic() - began, 2),
+        }
+
+    @staticmethod
+    def delivered(metrics_url: str) -> float:
+        text = httpx.get(metrics_url, timeout=10).text
+        return _metric(text, r'forwarding_deliveries_total\{outcome="delivered"\}') or 0.0
 
     def sse_two_instances(self, api: Api, url_a: str, url_b: str) -> None:
         """The fan-out of ``sse`` with its subscribers split over two instances: writes go to
@@ -887,6 +983,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         opts.levels = tuple(int(x) for x in args.levels.split(","))
     if args.only:
         opts.only = {x.strip() for x in args.only.split(",") if x.strip()}
+        if "two_instances" in opts.only:  # asked for by name: run it, --quick or not
+            opts.two_instances = True
     opts.out_dir = args.out
     opts.keep_logs = args.keep_logs
     opts.profile = args.profile

@@ -6,8 +6,9 @@ connections (the service's default pool: 10 + 20 overflow). Each loops:
 * ``min``: ``UPDATE health_information … WHERE kit_id = $k AND version = $seen`` + ``INSERT``
   revision + ``INSERT`` audit event, in one transaction (BEGIN … COMMIT, a durable commit);
 * ``full``: the statements the service issues for a PATCH, in the same order: the access
-  query, the current row, the conditional UPDATE, the revision, the audit chain head
-  (insert-if-absent, ``SELECT … FOR UPDATE``, UPDATE) and the audit event;
+  query, the current row, the conditional UPDATE, the revision, and the audit event appended
+  to the kit's hash chain in one statement (the head's upsert, hashing in SQL, feeding the
+  event's INSERT: audit/chain.py);
 * ``min_ping``: ``min`` preceded by what SQLAlchemy's ``pool_pre_ping`` does on every pool
   checkout with asyncpg (``BEGIN``; ``;``; ``ROLLBACK``): the price of pre-ping.
 
@@ -45,12 +46,23 @@ REVISION = """
 INSERT INTO revisions (kit_id, version, status, answers, changed, at, by, channel, request_id)
 VALUES ($1, $2, 'in-progress', $3, $4::json, $5, $6, 'rest', $7)
 """
-HEAD_IF_ABSENT = """
-INSERT INTO audit_chain_heads (kit_id, last_hash, length) VALUES ($1, $2, 0)
-ON CONFLICT DO NOTHING
+APPEND = """
+WITH head AS (
+  INSERT INTO audit_chain_heads (kit_id, prev_hash, last_hash, length)
+  VALUES ($1, $2::text, encode(sha256(convert_to($2::text, 'UTF8') || $3::bytea), 'hex'), 1)
+  ON CONFLICT (kit_id) DO UPDATE SET
+    prev_hash = audit_chain_heads.last_hash,
+    last_hash = encode(sha256(convert_to(audit_chain_heads.last_hash, 'UTF8') || $3::bytea), 'hex'),
+    length = audit_chain_heads.length + 1
+  RETURNING prev_hash, last_hash
+)
+INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel, request_id,
+  version_before, version_after, changed, outcome, client_address, user_agent, reason,
+  prev_hash, hash)
+SELECT $4, $5, $1, $6, 'health-information.save', 'rest', $7, $8, $9, $10::json, 'ok',
+  '127.0.0.1', 'bench', NULL, head.prev_hash, head.last_hash
+FROM head
 """
-HEAD_LOCK = "SELECT last_hash, length FROM audit_chain_heads WHERE kit_id = $1 FOR UPDATE"
-HEAD_UPDATE = "UPDATE audit_chain_heads SET last_hash = $2, length = $3 WHERE kit_id = $1"
 AUDIT = """
 INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel, request_id,
   version_before, version_after, changed, outcome, client_address, user_agent, reason,
@@ -118,15 +130,26 @@ class Client:
             await conn.execute(
                 REVISION, kit, new, answers, '["heightCm"]', now, self.user, request_id
             )
-            prev = GENESIS
-            if self.variant == "full":
-                await conn.execute(HEAD_IF_ABSENT, kit, GENESIS)
-                head = await conn.fetchrow(HEAD_LOCK, kit)
-                prev = head["last_hash"]
             event_id = str(uuid.uuid4())
-            link = hashlib.sha256((prev + event_id + request_id).encode()).hexdigest()
             if self.variant == "full":
-                await conn.execute(HEAD_UPDATE, kit, link, head["length"] + 1)
+                canonical = json.dumps([event_id, request_id, kit, new]).encode()
+                await conn.execute(
+                    APPEND,
+                    kit,
+                    GENESIS,
+                    canonical,
+                    event_id,
+                    now,
+                    self.user,
+                    request_id,
+                    self.version,
+                    new,
+                    '["heightCm"]',
+                )
+                self.version = new
+                return
+            prev = GENESIS
+            link = hashlib.sha256((prev + event_id + request_id).encode()).hexdigest()
             await conn.execute(
                 AUDIT,
                 event_id,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 import uuid
@@ -152,6 +153,10 @@ class Load:
     faults: list[Fault] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     progress: int = 0
+    # Writers wait at this many writes until the fault schedule moves it on: a fast service
+    # must not finish its load before every fault has landed (inject_faults).
+    release: float = math.inf
+    released: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     origin: float = field(default_factory=time.monotonic)
 
     def kit(self, index: int | str) -> str:
@@ -230,6 +235,9 @@ class Load:
             base_url=self.base_url, timeout=CLIENT_TIMEOUT_SECONDS
         ) as client:
             for step in range(WRITES_PER_WRITER):
+                while self.progress >= self.release:
+                    self.released.clear()
+                    await self.released.wait()
                 patch = {
                     question: self.value(number, step),
                     "additionalNotes": self.note(f"w{number} #{step:04d}"),
@@ -377,13 +385,21 @@ SCHEDULE: tuple[tuple[str, Injector, bool, bool], ...] = (
 async def inject_faults(
     load: Load, parts: Parts, total: int, writers: list[asyncio.Task[None]]
 ) -> None:
-    """Each fault once the writers are that far along, so every fault lands during the load."""
+    """Each fault once the writers are that far along, so every fault lands during the load.
+
+    The writers are held at the next fault's threshold plus half a step (``load.release``)
+    until that fault begins, so however fast the service is, every fault meets writes in
+    flight and writes continue through it.
+    """
+    step = total // (len(SCHEDULE) + 1)
     for number, (kind, injector, db_unreachable, service_down) in enumerate(SCHEDULE, 1):
-        threshold = number * total // (len(SCHEDULE) + 1)
+        threshold = number * step
         while load.progress < threshold:
             assert not all(w.done() for w in writers), "the writers stopped early"
             await asyncio.sleep(0.01)
         assert load.progress < total, f"the writers finished before fault {kind}"
+        load.release = (number + 1) * step + step // 2 if number < len(SCHEDULE) else math.inf
+        load.released.set()
         fault = Fault(
             kind, time.monotonic(), db_unreachable=db_unreachable, service_down=service_down
         )
@@ -676,6 +692,7 @@ async def outcome(parts: Parts) -> Outcome:
     """One load under every fault, checked and scanned; each test below judges one property."""
     load = Load(parts.server.base_url)
     total = WRITERS * WRITES_PER_WRITER
+    load.release = total // (len(SCHEDULE) + 1) * 3 // 2  # the first fault's (inject_faults)
     writers = [asyncio.create_task(load.writer(n)) for n in range(WRITERS)]
     stop_reading = asyncio.Event()
     reader = asyncio.create_task(load.reader(stop_reading))

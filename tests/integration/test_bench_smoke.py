@@ -98,3 +98,29 @@ def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
     assert results["ratios"]["read_cache_hit/ceiling_fastapi"][LEVEL] > 0
     assert "cleaned up: 2 databases dropped" in done.stdout
     assert bench_databases() <= before
+
+
+def test_quick_scale_out_measures_one_and_two_instances_and_the_worker_delivers(
+    tmp_path: Path,
+) -> None:
+    """The scale-out group: N ``serve`` behind nginx and one ``worker``, as operations.md says."""
+    argv = [sys.executable, "-m", "bench", "--quick", "--only", "two_instances"]
+    done = subprocess.run(
+        [*argv, "--levels", LEVEL, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert " failed: " not in done.stdout, done.stdout[-4000:]
+    [out] = tmp_path.glob("*.json")
+    results = json.loads(out.read_text())
+    for name in ("one", "two"):
+        for kind in ("read", "patch"):
+            m = results["scenarios"][f"instances_{name}_{kind}"][LEVEL]
+            assert m["rps"] > 0, (name, kind)
+        delivered = results["scale_out"][name]
+        assert delivered["delivered_by_worker"] == delivered["submitted"] > 0, delivered
+    assert results["sse"]["fanout_two_instances"]["deliveries"] > 0
