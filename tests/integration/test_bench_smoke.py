@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -63,10 +64,10 @@ def bench_databases() -> set[str]:
     return asyncio.run(names())
 
 
-def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
-    before = bench_databases()
+def run_bench(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m bench --quick`` at one level: the finished process and its JSON results."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--levels", LEVEL, "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--levels", LEVEL, "--out", str(out), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -75,8 +76,13 @@ def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert " failed: " not in done.stdout, done.stdout[-4000:]
-    [out] = tmp_path.glob("*.json")
-    results = json.loads(out.read_text())
+    [found] = out.glob("*.json")
+    return done, json.loads(found.read_text())
+
+
+def test_quick_bench_measures_every_scenario(tmp_path: Path) -> None:
+    before = bench_databases()
+    done, results = run_bench(tmp_path)
 
     expected = SCENARIOS + (["ceiling_redis_benchmark"] if shutil.which("redis-benchmark") else [])
     for name in expected:
@@ -104,19 +110,7 @@ def test_quick_scale_out_measures_one_and_two_instances_and_the_worker_delivers(
     tmp_path: Path,
 ) -> None:
     """The scale-out group: N ``serve`` behind nginx and one ``worker``, as operations.md says."""
-    argv = [sys.executable, "-m", "bench", "--quick", "--only", "two_instances"]
-    done = subprocess.run(
-        [*argv, "--levels", LEVEL, "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert " failed: " not in done.stdout, done.stdout[-4000:]
-    [out] = tmp_path.glob("*.json")
-    results = json.loads(out.read_text())
+    _, results = run_bench(tmp_path, "--only", "two_instances")
     for name in ("one", "two"):
         for kind in ("read", "patch"):
             m = results["scenarios"][f"instances_{name}_{kind}"][LEVEL]

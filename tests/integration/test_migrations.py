@@ -73,24 +73,11 @@ async def test_models_and_migrations_agree(empty_engine: AsyncEngine) -> None:
 async def test_the_hash_chain_migration_chains_events_written_before_it(
     empty_engine: AsyncEngine,
 ) -> None:
-    from datetime import UTC, datetime
-
-    from sqlalchemy import text
-
     from healthinfo.audit import chain
     from healthinfo.common.database import Engines
     from healthinfo.common.uow import UnitOfWorkFactory
 
-    await migrate.upgrade(empty_engine, "0004")
-    async with empty_engine.begin() as conn:
-        for i in range(3):
-            await conn.execute(
-                text(
-                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
-                    " changed, outcome) VALUES (:e, :at, 'K', 'u', 'a', 'rest', '[]', 'ok')"
-                ),
-                {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
-            )
+    await _events_before_the_chain(empty_engine, 3)
     await migrate.upgrade(empty_engine)
     uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
     async with uows.read() as uow:
@@ -103,8 +90,6 @@ async def test_chains_written_before_the_head_kept_its_prev_hash_go_on_after_it(
 ) -> None:
     """0007 leaves existing heads' ``prev_hash`` null; the next append sets it and continues
     the chain (on PostgreSQL, in SQL), and the whole chain verifies."""
-    from datetime import UTC, datetime
-
     from sqlalchemy import text
 
     from healthinfo.audit import chain
@@ -114,16 +99,7 @@ async def test_chains_written_before_the_head_kept_its_prev_hash_go_on_after_it(
     from healthinfo.common.database import Engines
     from healthinfo.common.uow import UnitOfWorkFactory
 
-    await migrate.upgrade(empty_engine, "0004")
-    async with empty_engine.begin() as conn:
-        for i in range(2):
-            await conn.execute(
-                text(
-                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
-                    " changed, outcome) VALUES (:e, :at, 'K', 'u', 'a', 'rest', '[]', 'ok')"
-                ),
-                {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
-            )
+    await _events_before_the_chain(empty_engine, 2)
     await migrate.upgrade(empty_engine)
     head = "SELECT prev_hash, last_hash, length FROM audit_chain_heads WHERE kit_id = 'K'"
     async with empty_engine.connect() as conn:
@@ -208,3 +184,21 @@ async def test_key_store_migrations_go_up_down_and_up(empty_engine: AsyncEngine)
     assert await migrate.current_revision(empty_engine, location=location) == migrate.head_revision(
         location
     )
+
+
+async def _events_before_the_chain(engine: AsyncEngine, count: int) -> None:
+    """Kit K's audit events as 0004 stored them: no hash chain yet (0005 adds it)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    await migrate.upgrade(engine, "0004")
+    async with engine.begin() as conn:
+        for i in range(count):
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
+                    " changed, outcome) VALUES (:e, :at, 'K', 'u', 'a', 'rest', '[]', 'ok')"
+                ),
+                {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
+            )

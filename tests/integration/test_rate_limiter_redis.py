@@ -9,6 +9,7 @@ outage that costs neither requests nor, once the breaker is open, time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +35,16 @@ def limits(*, user: str = "100/minute", address: str = "100/minute") -> Limits:
         dict.fromkeys(RouteClass, user),
         dict.fromkeys(RouteClass, address),
     )
+
+
+@contextlib.asynccontextmanager
+async def shared_redis_limiter(prefix: str, **per: str) -> AsyncIterator[RateLimiter]:
+    """A limiter on the shared Redis, under this test's own key prefix."""
+    limiter = RateLimiter(limits(**per), metrics=Metrics(), redis_url=REDIS_URL, key_prefix=prefix)
+    try:
+        yield limiter
+    finally:
+        await limiter.stop()
 
 
 @pytest.fixture
@@ -81,17 +92,11 @@ async def test_a_request_costs_one_redis_round_trip_for_both_its_limits(
 async def test_counts_and_reports_as_the_limits_library_does(prefix: str) -> None:
     """The same hits through ``limits``' own Redis sliding window: the same answers."""
     item = parse("5/minute")
-    ours = RateLimiter(
-        limits(user="5/minute", address="1000/minute"),
-        metrics=Metrics(),
-        redis_url=REDIS_URL,
-        key_prefix=prefix,
-    )
     storage = RedisStorage(
         "async+" + REDIS_URL, implementation="redispy", key_prefix=prefix + "reference"
     )
     reference = SlidingWindowCounterRateLimiter(storage)
-    try:
+    async with shared_redis_limiter(prefix, user="5/minute", address="1000/minute") as ours:
         for _ in range(7):
             decision = await ours.check(READ, user_id="ann", address=None)
             allowed = await reference.hit(item, "user", "read", "ann")
@@ -99,55 +104,32 @@ async def test_counts_and_reports_as_the_limits_library_does(prefix: str) -> Non
             assert (decision.allowed, decision.remaining) == (allowed, stats.remaining)
             assert decision.limit == 5
             assert 1 <= decision.reset_after <= 60
-    finally:
-        await ours.stop()
 
 
 async def test_the_first_full_limit_refuses_and_later_limits_are_not_counted(
     prefix: str,
 ) -> None:
-    limiter = RateLimiter(
-        limits(user="10/minute", address="2/minute"),
-        metrics=Metrics(),
-        redis_url=REDIS_URL,
-        key_prefix=prefix,
-    )
-    try:
+    async with shared_redis_limiter(prefix, user="10/minute", address="2/minute") as limiter:
         outcomes = [
             (await limiter.check(READ, user_id="ann", address="10.0.0.9")).allowed for _ in range(3)
         ]
         assert outcomes == [True, True, False]
         by_user_only = await limiter.check(READ, user_id="ann", address=None)
         assert by_user_only.remaining == 10 - 3  # two counted with the address, this one
-    finally:
-        await limiter.stop()
 
 
 async def test_the_tighter_limit_is_the_one_reported(prefix: str) -> None:
-    limiter = RateLimiter(
-        limits(user="3/minute", address="50/minute"),
-        metrics=Metrics(),
-        redis_url=REDIS_URL,
-        key_prefix=prefix,
-    )
-    try:
+    async with shared_redis_limiter(prefix, user="3/minute", address="50/minute") as limiter:
         decision = await limiter.check(READ, user_id="ann", address="10.0.0.5")
         assert (decision.limit, decision.remaining) == (3, 2)
-    finally:
-        await limiter.stop()
 
 
 async def test_a_full_limit_allows_again_once_its_windows_have_passed(prefix: str) -> None:
-    limiter = RateLimiter(
-        limits(user="2/second"), metrics=Metrics(), redis_url=REDIS_URL, key_prefix=prefix
-    )
-    try:
+    async with shared_redis_limiter(prefix, user="2/second") as limiter:
         outcomes = [(await limiter.check(READ, user_id="ann", address=None)).allowed for _ in "abc"]
         assert outcomes == [True, True, False]
         await asyncio.sleep(2.1)  # the current window's key lives two windows
         assert (await limiter.check(READ, user_id="ann", address=None)).allowed
-    finally:
-        await limiter.stop()
 
 
 async def test_with_redis_unreachable_requests_are_counted_in_process_and_the_breaker_opens() -> (

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from healthinfo.common.tasks import stop_tasks
+from healthinfo.infra.redis_client import fail_fast_redis
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +137,10 @@ class RedisBus:
     async def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
         # One immediate retry for commands: it covers a pooled connection that Redis closed
         # while idle. Anything longer is the publisher loop's business, not a write's.
-        self._publisher = self._client(Retry(NoBackoff(), 1))
+        self._publisher = self._client(retries=1)
         # The subscriber never retries inside redis-py: the listen loop reconnects, re-subscribes
         # and then tells the hub to resynchronise, which redis-py's silent retry would not.
-        self._listener = self._client(Retry(NoBackoff(), 0))
+        self._listener = self._client(retries=0)
         self._tasks = [
             asyncio.create_task(self._listen(on_message, on_reconnect), name="bus-listen"),
             asyncio.create_task(self._publish_loop(), name="bus-publish"),
@@ -173,15 +172,10 @@ class RedisBus:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
 
-    def _client(self, retry: Retry) -> aioredis.Redis:
-        client: aioredis.Redis = aioredis.Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=retry,
-            client_name="healthinfo-bus",
+    def _client(self, *, retries: int) -> aioredis.Redis:
+        return fail_fast_redis(
+            self._url, timeout_seconds=self._timeout, retries=retries, client_name="healthinfo-bus"
         )
-        return client
 
     async def _publish_loop(self) -> None:
         assert self._publisher is not None

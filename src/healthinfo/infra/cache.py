@@ -12,9 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from healthinfo.infra.redis_client import fail_fast_redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +105,8 @@ class RedisCache:
         max_connections: int = 64,
     ) -> None:
         self._prefix = prefix
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            max_connections=max_connections,
+        self._redis = fail_fast_redis(
+            url, timeout_seconds=timeout_seconds, max_connections=max_connections
         )
         self._put = self._redis.register_script(_PUT_IF_NEWER)
 

@@ -27,11 +27,9 @@ from enum import StrEnum
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from healthinfo.infra.metrics import Metrics
+from healthinfo.infra.redis_client import fail_fast_redis
 from healthinfo.infra.resilient_cache import CircuitBreaker, error_kind
 
 logger = logging.getLogger(__name__)
@@ -149,13 +147,7 @@ class RedisWindows:
     def __init__(self, url: str, *, prefix: str, timeout_seconds: float) -> None:
         self._prefix = prefix
         self._timeout = timeout_seconds
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-        )
+        self._redis = fail_fast_redis(url, timeout_seconds=timeout_seconds)
         self._hit_all = self._redis.register_script(_HIT_ALL)
 
     async def hit(self, checks: Sequence[Check]) -> list[Decision]:

@@ -22,10 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from healthinfo.infra.redis_client import fail_fast_redis
 
 
 class RoomStoreUnavailable(Exception):
@@ -205,12 +204,8 @@ class RedisRoomStore:
         self._timeout = timeout_seconds
         # One immediate retry (a pooled connection Redis closed while idle), then fail fast:
         # a connection attempt must not wait out redis-py's default back-off.
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
-            client_name="healthinfo-rooms",
+        self._client = fail_fast_redis(
+            url, timeout_seconds=timeout_seconds, retries=1, client_name="healthinfo-rooms"
         )
         self._join = self._client.register_script(_JOIN)
         self._update = self._client.register_script(_UPDATE)
