@@ -6,6 +6,7 @@ Each test runs the app against a private redis-server it can stop, pause and res
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -92,14 +93,28 @@ async def test_with_redis_stopped_reads_and_writes_succeed_with_correct_data(
     assert metric(cached_app, "cache_errors_total", kind="connection") > 0
 
 
-async def test_readiness_reports_a_dead_cache_as_degraded_but_stays_ready(
-    http: httpx.AsyncClient, private_redis: PrivateRedis
+async def test_readiness_reports_a_dead_redis_as_degraded_but_stays_ready(
+    http: httpx.AsyncClient, private_redis: PrivateRedis, kit_id: str, user: str
 ) -> None:
-    assert (await http.get("/health/ready")).json()["checks"]["cache"] == "ok"
+    """Cache, events bus and rate limits all use Redis; none of them is required."""
+    healthy = (await http.get("/health/ready")).json()["checks"]
+    assert healthy == {"database": "ok", "cache": "ok", "events": "ok", "rateLimits": "ok"}
     private_redis.stop()
-    response = await http.get("/health/ready")
+    for _ in range(3):  # requests meet the dead Redis: the rate limiter's breaker opens
+        assert (await http.get(url(kit_id), headers=auth(user))).status_code == 404
+    deadline = time.monotonic() + 10
+    while True:  # the bus notices its lost subscription on its own, within its ping interval
+        response = await http.get("/health/ready")
+        if response.json()["checks"]["events"] == "degraded" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "cache": "degraded"}
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "cache": "degraded",
+        "events": "degraded",
+        "rateLimits": "degraded",
+    }
 
 
 async def test_a_hung_redis_trips_the_breaker_and_requests_still_succeed(

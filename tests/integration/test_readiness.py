@@ -27,3 +27,21 @@ async def test_readiness_is_a_503_problem_when_the_database_is_unreachable(
     assert body["checks"]["database"] == "unavailable"
     assert body["requestId"] == response.headers["x-request-id"]
     assert live.status_code == 200
+
+
+async def test_readiness_reports_the_redis_parts_without_requiring_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """PostgreSQL run: cache, events bus and rate limits share Redis; SQLite run: in-process."""
+    settings = make_settings()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), await open_client(app) as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 200
+    expected = "ok" if settings.redis_url else "in-process"
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "cache": expected,
+        "events": expected,
+        "rateLimits": expected,
+    }

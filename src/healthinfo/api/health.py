@@ -33,7 +33,7 @@ READY_SCHEMA = {
 
 @router.get(
     "/health/ready",
-    summary="Readiness: the database answers; the cache is reported",
+    summary="Readiness: the database answers; cache, events bus and rate limits are reported",
     responses={
         200: {"description": "Ready.", "content": {"application/json": {"schema": READY_SCHEMA}}},
         503: {
@@ -54,6 +54,9 @@ async def ready(request: Request, svc: ServicesDep) -> Response:
         svc.metrics.db_errors.labels("readiness").inc()
         checks["database"] = "unavailable"
     checks["cache"] = await _cache_state(svc)
+    checks["events"] = _events_state(svc)
+    if svc.rate_limiter is not None:
+        checks["rateLimits"] = svc.rate_limiter.state
     if svc.replica_reads.enabled:  # reported, never required: the primary serves their reads
         checks["replicas"] = await svc.replica_reads.probe()
     if checks["database"] != "ok":  # an error like any other: a problem, with the checks
@@ -71,6 +74,15 @@ async def _cache_state(svc: Services) -> str:
     if svc.cache.kind == "in-process":
         return "in-process"
     return "ok" if await svc.cache.probe() else "degraded"
+
+
+def _events_state(svc: Services) -> str:
+    """Reported, never required: without the shared bus, writes still commit and every stream
+    catches up from the database when it reconnects; only other instances' events are late."""
+    bus = svc.hub.bus
+    if bus.kind == "in-process":
+        return "in-process"
+    return "ok" if bus.connected else "degraded"
 
 
 @router.get(

@@ -53,6 +53,11 @@ FLUSH_ON_STOP_SECONDS = 1.0
 class EventBus(Protocol):
     kind: str
 
+    @property
+    def connected(self) -> bool:
+        """Subscribed now: events of other instances arrive."""
+        ...
+
     async def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
         """Subscribe (one subscription for the process); returns once subscribed or failing."""
         ...

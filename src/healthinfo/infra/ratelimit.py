@@ -211,6 +211,14 @@ class RateLimiter:
         )
         self._breaker = breaker or CircuitBreaker(failure_threshold=5, cool_down_seconds=5.0)
 
+    @property
+    def state(self) -> str:
+        """For readiness: ``ok`` (shared in Redis), ``degraded`` (Redis failing: counted per
+        process meanwhile) or ``in-process`` (no Redis configured)."""
+        if self._redis is None:
+            return "in-process"
+        return "ok" if self._breaker.state == "closed" else "degraded"
+
     async def check(
         self, route_class: RouteClass, *, user_id: str | None, address: str | None
     ) -> Decision:
