@@ -476,6 +476,40 @@ async def test_erasing_a_kit_deletes_its_events_so_nothing_more_is_sent(
         assert [r.event["kitId"] for r in lab.requests] == [sent]
 
 
+async def test_an_unreadable_payload_is_dead_lettered_and_other_kits_still_flow(
+    database: str, tmp_path: Path, lab: Lab, kit_id: str
+) -> None:
+    """A payload whose kit key is lost cannot be sent; it must not block anyone else."""
+    lost, fine = f"{kit_id}-lost", f"{kit_id}-fine"
+    async with forwarding_app(database, tmp_path, lab, forward_in_process=False) as (app, client):
+        svc = services_of(app)
+        for kit in (lost, fine):
+            await submit(client, kit)
+        assert await svc.keystore.destroy(lost)  # the key is gone, the event row is not
+        relay = build_relay(
+            svc.settings,
+            uows=svc.uows,
+            store=svc.forwarding.store,
+            registry=CollectorRegistry(),
+            wakeups=svc.forwarding.outbox.wakeups,
+            name="test-relay",
+        )
+        await relay.start()
+        try:
+            await lab.wait_for(lambda: len(lab.accepted) == 1, within=5)
+            await eventually(lambda: _states_by_kit(app, {lost: "dead", fine: "delivered"}))
+        finally:
+            await relay.stop()
+        [dead] = [row for row in await outbox_rows(app) if row.kit_id == lost]
+        assert dead.last_error == "payload unreadable (KeyDestroyed)"
+        assert dead.attempts == 0  # never sent
+        assert [request.event["kitId"] for request in lab.requests] == [fine]
+
+
+async def _states_by_kit(app: FastAPI, expected: dict[str, str]) -> bool:
+    return {row.kit_id: row.state for row in await outbox_rows(app)} == expected
+
+
 async def test_many_submissions_under_random_failures_reach_the_lab_once_each_in_kit_order(
     database: str, tmp_path: Path, lab: Lab, kit_id: str
 ) -> None:
