@@ -338,6 +338,32 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_an_admin_retry_d
         assert await metric(client, "forwarding_deliveries_total", outcome="dead") == 3
 
 
+async def test_an_admin_retry_replays_under_its_idempotency_key_and_refusals_are_audited(
+    database: str, tmp_path: Path, lab: Lab, kit_id: str
+) -> None:
+    """The admin retry is a POST like the others: Idempotency-Key, and audited when refused."""
+    lab.policy = lambda r: Respond(422) if r.seen_before == 0 else Respond(200)
+    async with forwarding_app(database, tmp_path, lab) as (app, client):
+        await submit(client, kit_id)
+        await eventually(all_in("dead", app, 1))
+        [row] = await outbox_rows(app)
+        retry = f"/v1/admin/deliveries/{row.event_id}/retry"
+        keyed = {**ADMIN, "Idempotency-Key": f"retry-{row.event_id}"}
+
+        first = await client.post(retry, headers=keyed)
+        assert first.status_code == 202, first.text
+        await eventually(lambda: _state_is(app, row.event_id, "delivered"))
+        again = await client.post(retry, headers=keyed)  # e.g. the answer was lost: no 409
+        assert (again.status_code, again.json()) == (202, first.json())
+        assert again.headers["idempotent-replayed"] == "true"
+
+        refused = await client.post(retry, headers=ADMIN)  # no key: it is delivered now
+        assert_problem(refused, 409, "delivery-not-dead")
+        audit = await client.get(f"/v1/kits/{kit_id}/audit-events", headers=ADMIN)
+        outcomes = [e["outcome"] for e in audit.json()["items"] if e["action"] == "delivery.retry"]
+        assert outcomes == ["refused:delivery-not-dead", "ok"]  # newest first
+
+
 async def _state_is(app: FastAPI, event_id: str, state: str) -> bool:
     return (await states(app)).get(event_id) == state
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from healthinfo.api.deps import ActorDep, ContextDep, Cursor, Limit, ServicesDep
+from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import ok, problems
 from healthinfo.api.responses import json_response
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.forwarding.schemas import DeliveryDoc, DeliveryList, DeliveryState
+from healthinfo.forwarding.service import RETRY
 
 router = APIRouter(tags=["forwarding"])
 
@@ -51,7 +53,19 @@ async def list_deliveries(
         **problems(401, 403, 404, 409, 422, 503),
     },
 )
-async def retry_delivery(delivery_id: DeliveryId, ctx: ContextDep, svc: ServicesDep) -> Response:
-    async with svc.uows.write() as uow:
-        delivery = await svc.forwarding.deliveries.retry(uow, ctx, delivery_id)
-    return json_response(delivery.to_dict(), status=202)
+async def retry_delivery(
+    delivery_id: DeliveryId, request: Request, ctx: ContextDep, svc: ServicesDep
+) -> Response:
+    """A write like any other: under ``Idempotency-Key``, and audited when refused."""
+    deliveries = svc.forwarding.deliveries
+    async with svc.uows.read() as uow:
+        kit_id = await deliveries.kit_of(uow, ctx.actor, delivery_id)
+    return await run_write(
+        request,
+        ctx,
+        svc,
+        action=RETRY,
+        kit_id=kit_id,
+        operation=lambda uow: deliveries.retry(uow, ctx, delivery_id),
+        render=lambda delivery: json_response(delivery.to_dict(), status=202),
+    )

@@ -49,6 +49,18 @@ class DeliveryAdmin:
         items = items[:limit]
         return Page(items, encode_cursor(items[-1].id) if more and items else None)
 
+    async def kit_of(self, uow: UnitOfWork, actor: Actor, delivery_id: str) -> str:
+        """The kit a delivery belongs to (admins only; 404 when there is no such delivery).
+
+        A retry is a write on that kit: its audit event, its refusal and its stored
+        idempotent response all belong to the kit.
+        """
+        _require_admin(actor)
+        found = await self._store.get(uow, delivery_id)
+        if found is None:
+            raise NotFound(f"No delivery {delivery_id!r}.")
+        return found.kit_id
+
     async def retry(self, uow: UnitOfWork, ctx: RequestContext, delivery_id: str) -> Delivery:
         """Dead → pending, attempts and retry period reset; audited; the relay is woken.
 
