@@ -328,7 +328,9 @@ def fuzz_operation(fuzzing: Fuzzing, operation: Any, mode: GenerationMode) -> No
     try:
         run()
     except (Exception, BaseExceptionGroup) as exc:  # every failure is collected, reported below
-        fuzzing.failures.append(f"{operation.label} [{mode.value}]: {exc}")
+        causes = getattr(exc, "exceptions", ())  # Hypothesis' flaky failures carry the first one
+        detail = "".join(f"\n  caused by {type(c).__name__}: {c}" for c in causes)
+        fuzzing.failures.append(f"{operation.label} [{mode.value}]: {exc}{detail}")
 
 
 def has_inputs(operation: Any) -> bool:

@@ -276,5 +276,8 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+_JITTER = random.Random()  # our own: never the process-wide state (infra/tracing.py says why)
+
+
 def _jitter(seconds: float) -> float:
-    return seconds * random.uniform(0.5, 1.5)
+    return seconds * _JITTER.uniform(0.5, 1.5)

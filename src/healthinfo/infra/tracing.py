@@ -19,6 +19,7 @@ so FastAPI's native telemetry (which would follow a global provider) stays off.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +33,8 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, Link, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
 from healthinfo import __version__
@@ -175,6 +177,32 @@ def otlp_exporter(endpoint: str | None) -> SpanExporter:
     return OTLPSpanExporter(endpoint=traces)
 
 
+class PrivateRandomIdGenerator(IdGenerator):
+    """Trace and span ids from a ``random.Random`` of our own, not the process-wide one.
+
+    OpenTelemetry's default draws from the ``random`` module's shared state, on every span.
+    Anything else that seeds or checks that state then meets our ids: a library calling
+    ``random.seed(n)`` would make every process repeat the same trace ids, and Hypothesis
+    (the model-based and schema-fuzzing tests) fails a run when the shared state moves under
+    it, which the app's background spans did. Seeded from the OS; not a secret, only unique.
+    """
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+
+    def generate_span_id(self) -> int:
+        span_id = self._random.getrandbits(64)
+        while span_id == INVALID_SPAN_ID:
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = self._random.getrandbits(128)
+        while trace_id == INVALID_TRACE_ID:
+            trace_id = self._random.getrandbits(128)
+        return trace_id
+
+
 class Tracing:
     """The tracer provider and the instrumentation of one app; a Lifecycle component."""
 
@@ -192,7 +220,7 @@ class Tracing:
                 "deployment.environment.name": environment,
             }
         )
-        self.provider = TracerProvider(resource=resource)
+        self.provider = TracerProvider(resource=resource, id_generator=PrivateRandomIdGenerator())
         inner = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         self.provider.add_span_processor(RedactingSpanProcessor(inner))
         self._app: FastAPI | None = None

@@ -38,6 +38,7 @@ EVENT_STREAM = "text/event-stream"
 # How long a stream whose subscription closed may take to send its last words (a slow client
 # blocks the send) before the connection is dropped without them.
 FINAL_SEND_SECONDS = 2.0
+_JITTER = random.Random()  # our own: never the process-wide state (infra/tracing.py says why)
 
 
 @router.get(
@@ -176,7 +177,7 @@ class EventStreamResponse(Response):
         """A comment naming the reason, and when to come back (spread out after a restart)."""
         retry = self._retry_ms
         if reason in (SHUTDOWN, SLOW_CONSUMER):
-            retry += random.randint(0, self._retry_ms)
+            retry += _JITTER.randint(0, self._retry_ms)
         return f": closing {reason}\nretry: {retry}\n\n".encode()
 
     @staticmethod
