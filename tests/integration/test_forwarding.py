@@ -512,14 +512,7 @@ async def test_an_unreadable_payload_is_dead_lettered_and_other_kits_still_flow(
         for kit in (lost, fine):
             await submit(client, kit)
         assert await svc.keystore.destroy(lost)  # the key is gone, the event row is not
-        relay = build_relay(
-            svc.settings,
-            uows=svc.uows,
-            store=svc.forwarding.store,
-            registry=CollectorRegistry(),
-            wakeups=svc.forwarding.outbox.wakeups,
-            name="test-relay",
-        )
+        relay = another_relay(app, "test-relay")
         await relay.start()
         try:
             await lab.wait_for(lambda: len(lab.accepted) == 1, within=5)
@@ -530,6 +523,19 @@ async def test_an_unreadable_payload_is_dead_lettered_and_other_kits_still_flow(
         assert dead.last_error == "payload unreadable (KeyDestroyed)"
         assert dead.attempts == 0  # never sent
         assert [request.event["kitId"] for request in lab.requests] == [fine]
+
+
+def another_relay(app: FastAPI, name: str) -> Any:
+    """A relay of its own beside the app's (as a second process's would be)."""
+    svc = services_of(app)
+    return build_relay(
+        svc.settings,
+        uows=svc.uows,
+        store=svc.forwarding.store,
+        registry=CollectorRegistry(),
+        wakeups=svc.forwarding.outbox.wakeups,
+        name=name,
+    )
 
 
 async def _states_by_kit(app: FastAPI, expected: dict[str, str]) -> bool:
@@ -564,14 +570,7 @@ async def test_many_submissions_under_random_failures_reach_the_lab_once_each_in
     kits = [f"{kit_id}-{i}" + ("-refused" if i % 50 == 7 else "") for i in range(submissions)]
     async with forwarding_app(database, tmp_path, lab) as (app, client):
         svc = services_of(app)
-        second = build_relay(
-            svc.settings,
-            uows=svc.uows,
-            store=svc.forwarding.store,
-            registry=CollectorRegistry(),
-            wakeups=svc.forwarding.outbox.wakeups,
-            name="second-relay",
-        )
+        second = another_relay(app, "second-relay")
         await second.start()
         try:
             gate = asyncio.Semaphore(16)
