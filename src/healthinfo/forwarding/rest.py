@@ -47,6 +47,10 @@ async def list_deliveries(
 @router.post(
     "/admin/deliveries/{id}/retry",
     summary="Send a dead-lettered delivery again (admin)",
+    description=(
+        "A dead delivery becomes pending again, attempts and retry period reset. Audited, "
+        "refusals too; takes `Idempotency-Key` like every POST."
+    ),
     status_code=202,
     responses={
         **ok(DeliveryDoc, "Queued again: pending, attempts reset.", 202),
@@ -56,7 +60,7 @@ async def list_deliveries(
 async def retry_delivery(
     delivery_id: DeliveryId, request: Request, ctx: ContextDep, svc: ServicesDep
 ) -> Response:
-    """A write like any other: under ``Idempotency-Key``, and audited when refused."""
+    # A write like any other (run_write): under Idempotency-Key, audited when refused.
     deliveries = svc.forwarding.deliveries
     async with svc.uows.read() as uow:
         kit_id = await deliveries.kit_of(uow, ctx.actor, delivery_id)
