@@ -106,9 +106,15 @@ def test_before_breadcrumb_redacts_structlog_lines_by_their_keys() -> None:
 
 def test_the_client_is_configured_without_pii_bodies_or_local_variables() -> None:
     options = sentry_options("https://key@sentry.example/1", environment="production")
-    assert options["send_default_pii"] is False
+    collection = options["data_collection"]
+    assert collection["user_info"] is False
+    assert collection["http_bodies"] == []
+    assert collection["stack_frame_variables"] is False
+    assert collection["cookies"] == {"mode": "off"}
+    assert collection["url_query_params"] == {"mode": "off"}
+    assert "authorization" not in collection["http_headers"]["request"]["terms"]
     assert options["max_request_body_size"] == "never"
-    assert options["include_local_variables"] is False
+    assert options["before_send_log"]({"body": "x"}, {}) is None
     assert options["before_send"] is before_send
     assert options["before_breadcrumb"] is before_breadcrumb
     names = {type(i).__name__ for i in options["integrations"]}
@@ -118,3 +124,17 @@ def test_the_client_is_configured_without_pii_bodies_or_local_variables() -> Non
 def test_no_dsn_no_sentry() -> None:
     assert configure_error_tracking(None, environment="test") is False
     assert configure_error_tracking("", environment="test") is False
+
+
+def test_the_installed_sentry_sdk_accepts_every_option() -> None:
+    """sentry-sdk refuses an unknown option with TypeError: serve would crash at start-up."""
+    import sentry_sdk
+
+    # Port 9 (discard) on loopback: nothing is ever delivered anywhere.
+    options = sentry_options("https://key@127.0.0.1:9/1", environment="test")
+    sentry_sdk.init(**options)
+    try:
+        assert sentry_sdk.get_client().is_active()
+    finally:
+        sentry_sdk.get_client().close(timeout=0)
+        sentry_sdk.init()  # back to the inactive client for the rest of the run

@@ -3,8 +3,9 @@
 Sentry sees the exception's type and stack, the route template, the request id and the
 release; never health data:
 
-* ``send_default_pii=False``, no request bodies (``max_request_body_size="never"``), no local
-  variables, no Sentry logs;
+* ``data_collection`` with user info, cookies, bodies, query parameters, frame variables and
+  database query data off, headers from an allow-list; no request bodies
+  (``max_request_body_size="never"``); no Sentry logs (``before_send_log`` drops them);
 * ``before_send`` keeps of the request only its method, its URL without the query string
   (``?access_token=<JWT>``) and a few harmless headers (never ``Authorization`` or ``Cookie``);
   masks every exception *message* (``ValueError(f"… {answer}")`` would quote a value; the type
@@ -121,26 +122,45 @@ def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, 
     return _clean_breadcrumb(crumb)
 
 
+def _drop_log(_log: Any, _hint: Any) -> None:
+    """Sentry logs stay off: our log lines go to our log pipeline, never to a third party."""
+    return
+
+
 def sentry_options(dsn: str, *, environment: str) -> dict[str, Any]:
-    """The keyword arguments for ``sentry_sdk.init``; a function so tests can check them."""
+    """The keyword arguments for ``sentry_sdk.init``; a function so tests can check them.
+
+    sentry-sdk 3 replaced ``send_default_pii``, ``include_local_variables`` and the
+    integrations' knobs with one ``data_collection`` option: everything that could carry a
+    person's data is off there, and ``before_send`` still cleans what is left.
+    """
     from sentry_sdk.integrations.fastapi import FastApiIntegration
     from sentry_sdk.integrations.starlette import StarletteIntegration
 
+    off: dict[str, Any] = {"mode": "off"}
     return {
         "dsn": dsn,
         "environment": environment,
         "release": f"healthinfo@{__version__}",
-        "send_default_pii": False,
+        "data_collection": {
+            "user_info": False,
+            "cookies": off,
+            "http_headers": {
+                "request": {"mode": "allowlist", "terms": sorted(SAFE_HEADERS)},
+            },
+            "http_bodies": [],
+            "url_query_params": off,
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+            "gen_ai": {"inputs": False, "outputs": False},
+        },
         "max_request_body_size": "never",
-        "include_local_variables": False,
-        "enable_logs": False,
+        "before_send_log": _drop_log,
         "traces_sample_rate": None,  # tracing is OpenTelemetry's job (infra/tracing.py)
         "before_send": before_send,
         "before_breadcrumb": before_breadcrumb,
-        "integrations": [
-            StarletteIntegration(transaction_style="url"),
-            FastApiIntegration(transaction_style="url"),
-        ],
+        "integrations": [StarletteIntegration(), FastApiIntegration()],
     }
 
 
