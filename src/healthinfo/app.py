@@ -11,22 +11,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from healthinfo import __version__
 from healthinfo.api import health
 from healthinfo.api.compression import add_compression
+from healthinfo.api.docs import install_docs
 from healthinfo.api.middleware import (
     BodyLimitMiddleware,
     LegacyRouteMiddleware,
     MetricsMiddleware,
     RequestIdMiddleware,
 )
-from healthinfo.api.openapi import Problem
+from healthinfo.api.openapi_docs import install_openapi, legacy_operation_id, operation_id
 from healthinfo.api.problems import install_problem_handlers
 from healthinfo.api.profiling import ProfilingMiddleware
 from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
@@ -50,7 +49,6 @@ from healthinfo.health_information import rest as health_information_rest
 from healthinfo.health_information.cache import HealthInformationCache
 from healthinfo.health_information.cache_warming import CacheWarmer
 from healthinfo.health_information.repository import HealthInformationRepository
-from healthinfo.health_information.schemas import Amendment, PatchAnswers, ReplaceAnswers
 from healthinfo.health_information.service import (
     ChangeEvent,
     HealthInformationService,
@@ -68,7 +66,6 @@ from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
 from healthinfo.infra.resilient_cache import CircuitBreaker
 from healthinfo.infra.tracing import build_tracing
 from healthinfo.kits import rest as kits_rest
-from healthinfo.kits.schemas import MemberRole
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires import rest as questionnaires_rest
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
@@ -83,7 +80,6 @@ from healthinfo.services import Services
 logger = logging.getLogger(__name__)
 
 LEGACY_PREFIXES = ("/kits/", "/questionnaires/", "/admin/")
-BODY_SCHEMAS = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
 
 
 def build_engines(settings: Settings) -> Engines:
@@ -298,15 +294,22 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         version=__version__,
         description="Durable, audited, access-checked health questionnaire answers for test kits.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by api/docs.py
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.services = services
     routes = api_router()
     app.include_router(routes, prefix="/v1")
     app.include_router(
-        routes, deprecated=True, include_in_schema=True, generate_unique_id_function=_legacy_id
+        routes,
+        deprecated=True,
+        include_in_schema=True,
+        generate_unique_id_function=legacy_operation_id,
     )
     app.include_router(health.router)
     app.include_router(realtime_demo.router)
+    install_docs(app)
     # Run when SIGTERM arrives, before uvicorn waits for connections (see infra/serving.py).
     app.state.exit_hooks = [services.hub.begin_shutdown]
     install_token_redaction()
@@ -330,52 +333,5 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         tracing.instrument(app, engines)  # outermost: spans cover every middleware
         services.components.insert(0, tracing)  # stopped last: flushes what the rest sent
     app.state.tracing = tracing
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_openapi(app)
     return app
-
-
-def _legacy_id(route: Any) -> str:
-    return f"legacy_{route.name}"
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in BODY_SCHEMAS:
-            definition = model.model_json_schema(
-                by_alias=True, ref_template="#/components/schemas/{model}"
-            )
-            components.update(definition.pop("$defs", {}))
-            components[model.__name__] = definition
-        _document_auth_and_idempotency(schema)
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
-PUBLIC_PATHS = ("/health/", "/metrics", "/openapi.json", "/docs", "/demo")
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    "description": "The same key and request replays the stored response "
-    "(`Idempotent-Replayed: true`); a different request is 422; while running, 409.",
-}
-
-
-def _document_auth_and_idempotency(schema: dict[str, Any]) -> None:
-    """Every API route takes a bearer JWT; every PUT, PATCH and POST an Idempotency-Key."""
-    schemes = schema["components"].setdefault("securitySchemes", {})
-    schemes["bearerAuth"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    for path, operations in schema.get("paths", {}).items():
-        if path.startswith(PUBLIC_PATHS):
-            continue
-        for method, operation in operations.items():
-            operation["security"] = [{"bearerAuth": []}]
-            if method in ("put", "patch", "post"):
-                parameters = operation.setdefault("parameters", [])
-                if not any(p.get("name") == "Idempotency-Key" for p in parameters):
-                    parameters.append(dict(IDEMPOTENCY_KEY))

@@ -33,6 +33,7 @@ from healthinfo.fhir.rest import (
     prefers_fhir,
     render_health_information,
 )
+from healthinfo.health_information import examples
 from healthinfo.health_information.disclosure import audit_read, read_current
 from healthinfo.health_information.model import WriteResult
 from healthinfo.health_information.preconditions import if_none_match_hits
@@ -51,7 +52,14 @@ PATH = "/kits/{kitId}/health-information"
 IfMatch = Annotated[
     str | None, Header(alias="If-Match", description='Strict precondition: `"<version>"`.')
 ]
-IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description='GET: `"<version>"` (weak comparison) answers 304 when unchanged. PUT: `*` '
+        "saves only when nothing is saved yet (412 otherwise).",
+    ),
+]
 
 
 FHIR_RESPONSE = openapi_content("QuestionnaireResponse")
@@ -101,7 +109,7 @@ async def get_health_information(
         "`completed` submits); the response is FHIR when `Accept` asks for it, or when the body "
         "was FHIR and `Accept` names neither format."
     ),
-    openapi_extra=json_body(ReplaceAnswers, JSON),
+    openapi_extra=json_body(ReplaceAnswers, JSON, examples=examples.REPLACE),
     responses={
         200: ok(HealthInformationDoc, "Saved.")[200] | {"content": FHIR_RESPONSE},
         201: ok(HealthInformationDoc, "First save.", 201)[201] | {"content": FHIR_RESPONSE},
@@ -157,7 +165,7 @@ async def put_health_information(
 @router.patch(
     PATH,
     summary="Merge-patch answers (RFC 7396)",
-    openapi_extra=json_body(PatchAnswers, MERGE_PATCH, JSON),
+    openapi_extra=json_body(PatchAnswers, MERGE_PATCH, JSON, examples=examples.PATCH),
     responses={**ok(HealthInformationDoc, "Saved."), **problems(*WRITE_ERRORS)},
 )
 async def patch_health_information(
@@ -235,7 +243,7 @@ async def get_history_version(
 @router.post(
     PATH + "/amendments",
     summary="Amend submitted answers (admin): a new `amended` version, the reason audited",
-    openapi_extra=json_body(Amendment),
+    openapi_extra=json_body(Amendment, examples=examples.AMENDMENT),
     responses={**ok(HealthInformationDoc, "Amended."), **problems(*WRITE_ERRORS)},
 )
 async def amend_health_information(

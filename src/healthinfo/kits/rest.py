@@ -25,6 +25,10 @@ from healthinfo.kits.schemas import ClaimDoc, MemberDoc, MemberList, MemberRole
 from healthinfo.kits.service import ClaimResult, Member
 
 router = APIRouter(tags=["kits"])
+MEMBER_EXAMPLES = {
+    "editor": {"summary": "Let them edit and submit", "value": {"role": "editor"}},
+    "viewer": {"summary": "Let them read and follow", "value": {"role": "viewer"}},
+}
 UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
 
 
@@ -89,7 +93,7 @@ async def list_members(
 @router.put(
     "/kits/{kitId}/members/{userId}",
     summary="Add a member or change their role (owner or admin)",
-    openapi_extra=json_body(MemberRole),
+    openapi_extra=json_body(MemberRole, examples=MEMBER_EXAMPLES),
     responses={
         **ok(MemberDoc, "Role changed."),
         **ok(MemberDoc, "Member added.", 201),

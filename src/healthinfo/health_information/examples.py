@@ -1,0 +1,58 @@
+"""Request-body examples for the OpenAPI document: what "Try it out" in ``/docs`` sends first.
+
+Each is a real request against the shipped questionnaire (``health-information`` v1), so a
+newcomer's first click is accepted: tests/integration/test_openapi_docs.py sends every example
+in ``/openapi.json`` to the API and expects a 2xx. The values are made up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Example = dict[str, Any]
+
+DRAFT_ANSWERS: Final[dict[str, Any]] = {"heightCm": 180, "smokingStatus": "never"}
+COMPLETE_ANSWERS: Final[dict[str, Any]] = {
+    "dateOfBirth": "1980-05-17",
+    "sexAtBirth": "female",
+    "heightCm": 168,
+    "weightKg": 61.5,
+    "smokingStatus": "former",
+    "yearsSmoked": 6,
+    "alcoholFrequency": "monthly-or-less",
+    "takesMedication": False,
+    "hasAllergies": True,
+    "allergies": ["pollen"],
+    "conditions": ["none"],
+    "consentToResearch": True,
+}
+
+
+def _example(summary: str, value: dict[str, Any]) -> Example:
+    return {"summary": summary, "value": value}
+
+
+REPLACE: Final[dict[str, Example]] = {
+    "draft": _example(
+        "Save a draft (some answers)", {"answers": DRAFT_ANSWERS, "submitted": False}
+    ),
+    "complete": _example("Save every required answer", {"answers": COMPLETE_ANSWERS}),
+    "submit": _example(
+        "Save and submit in one step (the legacy clients' way)",
+        {"answers": COMPLETE_ANSWERS, "submitted": True},
+    ),
+}
+PATCH: Final[dict[str, Example]] = {
+    "change": _example("Change two answers", {"answers": {"weightKg": 63.2, "vaping": False}}),
+    "remove": _example("Remove an answer (null)", {"answers": {"waistCm": None}}),
+    "collaborative": _example(
+        "Change one answer, edited from version 1 (409 only if someone changed it since)",
+        {"answers": {"heightCm": 181}, "baseVersion": 1},
+    ),
+}
+AMENDMENT: Final[dict[str, Example]] = {
+    "correct": _example(
+        "Correct a submitted answer (admin)",
+        {"answers": {"weightKg": 62.5}, "reason": "The participant reported a typo by phone."},
+    ),
+}
