@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from healthinfo.app import create_app
 from healthinfo.common.database import create_engines
 from healthinfo.config import Settings
+from healthinfo.crypto.master_keys import new_key_spec
 from healthinfo.db import migrate
 from tests.conftest import open_client
 from tests.support.backends import create_pg_database, drop_pg_database, sqlite_url
@@ -170,3 +172,25 @@ async def test_a_write_on_an_unmigrated_database_is_a_503_and_the_log_names_the_
     assert any("kits" in cause for cause in causes), causes  # names the missing table
     assert all("187" not in cause and "INSERT" not in cause for cause in causes)
     assert not [line for line in lines if line.get("event") == "request.unhandled_exception"]
+
+
+async def test_readiness_is_a_503_when_the_master_keys_do_not_open_the_stored_keys(
+    unmigrated_settings: Settings, kit_id: str
+) -> None:
+    settings = unmigrated_settings.model_copy(update={"migrate_on_start": True})
+    writer = create_app(settings)
+    async with writer.router.lifespan_context(writer), await open_client(writer) as client:
+        saved = await client.put(
+            f"/v1/kits/{kit_id}/health-information",
+            json={"answers": {"heightCm": 170}},
+            headers=auth("alice"),
+        )
+        assert saved.status_code == 201, saved.text
+    wrong_keys = settings.model_copy(update={"master_keys": SecretStr(new_key_spec("other"))})
+    app = create_app(wrong_keys)
+    async with app.router.lifespan_context(app), await open_client(app) as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["keystore"] == (
+        "unusable (the master keys do not open its data keys)"
+    )

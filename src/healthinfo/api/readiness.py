@@ -2,7 +2,8 @@
 
 A write needs three things: the database answers, its schema is at the code's Alembic head
 (otherwise the write meets a missing table or column), and the key store answers at its own
-head (every write encrypts with a kit's data key). The database is asked on every probe (one
+head with master keys that open its data keys (every write encrypts with a kit's data key,
+every read decrypts). The database is asked on every probe (one
 ``SELECT 1``); the two schema checks are remembered for ``SCHEMA_CHECK_SECONDS``, since a schema
 changes only when someone migrates, and probes arrive every few seconds from every balancer.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from healthinfo.common.uow import is_database_unavailable
+from healthinfo.crypto.keystore import DATA_KEYS, KeyDestroyed
+from healthinfo.crypto.master_keys import MasterKeyError
 from healthinfo.db import migrate
 from healthinfo.db.schema_state import schema_state
 from healthinfo.errors import Unavailable
@@ -24,6 +27,7 @@ SCHEMA_CHECK_SECONDS = 5.0
 OK = "ok"
 # The checks a 503 is decided by; the others (cache, events, rate limits, replicas) are reported.
 REQUIRED = ("database", "schema", "keystore")
+_ANY_KEY = select(DATA_KEYS.c.kit_id, DATA_KEYS.c.key_id).limit(1)
 
 
 class Remembered:
@@ -90,7 +94,27 @@ class ReadinessChecks:
             if not is_database_unavailable(exc):
                 raise
             return "unusable (unreachable)"
-        return OK if state.at_head else f"unusable ({state.describe()})"
+        if not state.at_head:
+            return f"unusable ({state.describe()})"
+        return await self._master_keys_check()
+
+    async def _master_keys_check(self) -> str:
+        """One stored data key must open with the configured master keys: a wrong
+        HEALTHINFO_MASTER_KEYS makes every read of encrypted answers fail."""
+        keystore = self._svc.keystore
+        assert keystore is not None
+        try:
+            async with keystore.engine.connect() as conn:
+                row = (await conn.execute(_ANY_KEY)).first()
+            if row is not None:
+                await keystore.by_id(row.kit_id, row.key_id)
+        except (KeyDestroyed, MasterKeyError):
+            return "unusable (the master keys do not open its data keys)"
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            return "unusable (unreachable)"
+        return OK
 
 
 def is_ready(checks: dict[str, str]) -> bool:
