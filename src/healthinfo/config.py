@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 ENV_PREFIX = "HEALTHINFO_"
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_BYTES = 32
+# What production refuses unless HEALTHINFO_ALLOW_INSECURE names it (name: what it allows).
+INSECURE_EXCEPTIONS = {
+    "jwks-http": "an http:// HEALTHINFO_JWT_JWKS_URL",
+    "forward-http": "an http:// HEALTHINFO_FORWARD_URL",
+    "redis-plaintext": "a redis:// HEALTHINFO_REDIS_URL without TLS",
+}
 
 
 class SettingsError(Exception):
@@ -130,6 +136,113 @@ class Settings(BaseSettings):
         default=True,
         description="Deliver from the serve process too; turn off where `healthinfo worker` runs.",
     )
+
+    # --- operator safety (docs/configuration.md#production-safety): proxies, header limits,
+    # the named exceptions production allows. One block, so merges stay local.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks whose X-Forwarded-For/-Proto serve believes; none.",
+    )
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    allow_insecure: Annotated[frozenset[str], NoDecode] = Field(
+        default_factory=frozenset,
+        description="Production exceptions, by name: " + ", ".join(sorted(INSECURE_EXCEPTIONS)),
+    )
+
+    @field_validator("trusted_proxies", "allow_insecure", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        """Addresses or CIDR networks only: ``*`` would let any client choose its address."""
+        import ipaddress
+
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    "each entry must be an IP address or network (10.0.0.5, 10.0.0.0/24); "
+                    "'*' is refused: any client could then pick its address"
+                ) from None
+        return entries
+
+    @field_validator("allow_insecure")
+    @classmethod
+    def _known_exceptions(cls, names: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(names - INSECURE_EXCEPTIONS.keys())
+        if unknown:
+            raise ValueError(
+                f"unknown name(s) {', '.join(unknown)}; known: "
+                + ", ".join(sorted(INSECURE_EXCEPTIONS))
+            )
+        return names
+
+    @field_validator("database_url", "keystore_url")
+    @classmethod
+    def _parseable_url(cls, url: str | None) -> str | None:
+        """Parsed now, so a typo stops start-up here; the message never quotes the URL."""
+        if url is None:
+            return None
+        from sqlalchemy.engine import make_url
+
+        try:
+            parsed = make_url(url)
+            port = parsed.port
+        except Exception:
+            raise ValueError(
+                "not a database URL (postgresql+asyncpg://user:password@host:5432/name)"
+            ) from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range (1-65535)")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError("not a Redis URL (redis://host:6379/0 or rediss://…)") from None
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("needs a host (redis://host:6379/0)")
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range (1-65535)")
+        return url
+
+    @model_validator(mode="after")
+    def _production_refuses_plaintext(self) -> Settings:
+        """In production, traffic that carries tokens' keys, answers or cached answers is
+        encrypted, unless HEALTHINFO_ALLOW_INSECURE names the exception (docs/configuration.md)."""
+        if self.environment != "production":
+            return self
+        found = []
+        if self.jwt_jwks_url and self.jwt_jwks_url.lower().startswith("http://"):
+            found.append("jwks-http")
+        if self.forward_url and self.forward_url.lower().startswith("http://"):
+            found.append("forward-http")
+        if self.redis_url and self.redis_url.lower().startswith("redis://"):
+            found.append("redis-plaintext")
+        refused = [name for name in found if name not in self.allow_insecure]
+        if refused:
+            raise ValueError(
+                "production refuses "
+                + "; ".join(f"{INSECURE_EXCEPTIONS[name]} ({name})" for name in refused)
+                + ": use TLS, or name the exception in HEALTHINFO_ALLOW_INSECURE"
+            )
+        return self
 
     @field_validator("database_url", "keystore_url")
     @classmethod
@@ -318,5 +431,5 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors(include_input=False, include_url=False):
         loc = error["loc"]
         name = f"{ENV_PREFIX}{str(loc[0]).upper()}" if loc else "configuration"
-        lines.append(f"{name}: {error['msg']}")
+        lines.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)

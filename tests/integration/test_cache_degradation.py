@@ -98,7 +98,14 @@ async def test_readiness_reports_a_dead_redis_as_degraded_but_stays_ready(
 ) -> None:
     """Cache, events bus and rate limits all use Redis; none of them is required."""
     healthy = (await http.get("/health/ready")).json()["checks"]
-    assert healthy == {"database": "ok", "cache": "ok", "events": "ok", "rateLimits": "ok"}
+    assert healthy == {
+        "database": "ok",
+        "schema": "ok",
+        "keystore": "ok",
+        "cache": "ok",
+        "events": "ok",
+        "rateLimits": "ok",
+    }
     private_redis.stop()
     for _ in range(3):  # requests meet the dead Redis: the rate limiter's breaker opens
         assert (await http.get(url(kit_id), headers=auth(user))).status_code == 404
@@ -111,6 +118,8 @@ async def test_readiness_reports_a_dead_redis_as_degraded_but_stays_ready(
     assert response.status_code == 200
     assert response.json()["checks"] == {
         "database": "ok",
+        "schema": "ok",
+        "keystore": "ok",
         "cache": "degraded",
         "events": "degraded",
         "rateLimits": "degraded",

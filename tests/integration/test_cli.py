@@ -8,18 +8,22 @@ import os
 import sqlite3
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from healthinfo.auth.actor import Actor
 from healthinfo.auth.tokens import TokenVerifier
+from healthinfo.config import Settings
 from healthinfo.db import migrate
 from healthinfo.errors import Unauthenticated
 from tests.support.backends import BACKENDS, create_pg_database, drop_pg_database
-from tests.support.tokens import TEST_SECRET
+from tests.support.server import free_port
+from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
 
 pytestmark = pytest.mark.asyncio
 
@@ -98,36 +102,124 @@ async def test_token_is_verified_with_the_configured_secret(
     assert actor == Actor("alice", frozenset({"admin"}))
 
 
-async def test_token_without_a_secret_uses_the_generated_one(
+def write_server_secret(data_dir: Path) -> bytes:
+    """What ``healthinfo serve`` leaves in its data directory on its first start."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = b"generated-by-the-server-" + os.urandom(24).hex().encode()
+    (data_dir / "jwt-secret").write_bytes(secret + b"\n")
+    return secret
+
+
+async def test_token_without_a_configured_secret_uses_the_one_serve_generated(
     tmp_path: Path, env: dict[str, str], data_dir: Path
 ) -> None:
+    secret = write_server_secret(data_dir)
     run = await healthinfo(tmp_path, env, "token", "--sub", "alice", "--role", "admin")
     assert run.code == 0, run.stderr
-    secret_file = data_dir / "jwt-secret"
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    secret = secret_file.read_bytes().strip()
     actor = await verify(secret, single_line(run.stdout))
     assert actor == Actor("alice", frozenset({"admin"}))
+
+
+async def test_token_without_any_secret_says_where_it_looked_and_mints_nothing(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice")
+    assert run.code == 2
+    assert run.stdout == ""
+    line = single_line(run.stderr)
+    assert str((data_dir / "jwt-secret").resolve()) in line
+    assert "HEALTHINFO_DATA_DIR" in line
+    assert not (data_dir / "jwt-secret").exists()
+
+
+async def test_token_minted_after_serve_started_is_accepted_by_that_server(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
+    """README's "First request": serve first (it writes data/jwt-secret), then token."""
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "healthinfo", "serve", "--port", str(port)),
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(base, server)
+        run = await healthinfo(tmp_path, env, "token", "--sub", "alice")
+        assert run.code == 0, run.stderr
+        async with httpx.AsyncClient(base_url=base) as http:
+            response = await http.get(
+                "/v1/kits/K-FIRST/health-information",
+                headers={"Authorization": f"Bearer {single_line(run.stdout)}"},
+            )
+        assert response.status_code == 404, response.text  # authenticated: nothing saved yet
+        assert stat.S_IMODE((data_dir / "jwt-secret").stat().st_mode) == 0o600
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), timeout=20)
+
+
+async def wait_ready(base: str, server: asyncio.subprocess.Process, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=base, timeout=1) as http:
+        while time.monotonic() < deadline:
+            assert server.returncode is None, "serve exited"
+            try:
+                if (await http.get("/health/ready")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("serve did not become ready")
 
 
 async def test_token_reuses_the_generated_secret(
     tmp_path: Path, env: dict[str, str], data_dir: Path
 ) -> None:
+    secret = write_server_secret(data_dir)
     first = await healthinfo(tmp_path, env, "token", "--sub", "alice")
-    secret = (data_dir / "jwt-secret").read_bytes()
     second = await healthinfo(tmp_path, env, "token", "--sub", "bob")
     assert first.code == second.code == 0
-    assert (data_dir / "jwt-secret").read_bytes() == secret
-    assert await verify(secret.strip(), single_line(second.stdout)) == Actor("bob")
+    assert (data_dir / "jwt-secret").read_bytes().strip() == secret
+    assert await verify(secret, single_line(second.stdout)) == Actor("bob")
 
 
 async def test_token_without_a_secret_is_not_signed_with_a_known_default(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str], data_dir: Path
 ) -> None:
+    write_server_secret(data_dir)
     run = await healthinfo(tmp_path, env, "token", "--sub", "alice")
     assert run.code == 0, run.stderr
     with pytest.raises(Unauthenticated):
         await verify(TEST_SECRET.encode(), single_line(run.stdout))
+
+
+@pytest.mark.parametrize("role", ["root", "Admin"])
+async def test_token_refuses_an_unknown_role_in_one_line(
+    tmp_path: Path, env: dict[str, str], role: str
+) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice", "--role", role)
+    assert run.code == 2
+    assert run.stdout == ""
+    line = single_line(run.stderr)
+    assert role in line
+    assert "admin" in line
+    assert "auditor" in line
+
+
+@pytest.mark.parametrize("ttl", ["0", "-5"])
+async def test_token_refuses_a_lifetime_that_is_not_positive(
+    tmp_path: Path, env: dict[str, str], ttl: str
+) -> None:
+    env["HEALTHINFO_JWT_SECRET"] = TEST_SECRET
+    run = await healthinfo(tmp_path, env, "token", "--sub", "alice", "--ttl", ttl)
+    assert run.code == 2
+    assert "--ttl" in single_line(run.stderr)
+    assert run.stdout == ""
 
 
 async def test_token_takes_repeated_roles(tmp_path: Path, env: dict[str, str]) -> None:
@@ -207,21 +299,34 @@ async def test_config_masks_the_redis_url_password(tmp_path: Path, env: dict[str
 async def test_config_never_prints_the_generated_secret(
     tmp_path: Path, env: dict[str, str], data_dir: Path
 ) -> None:
-    assert (await healthinfo(tmp_path, env, "token", "--sub", "alice")).code == 0
-    secret = (data_dir / "jwt-secret").read_text().strip()
+    secret = write_server_secret(data_dir).decode()
     run = await healthinfo(tmp_path, env, "config")
     assert run.code == 0, run.stderr
     assert secret not in run.stdout
 
 
-async def test_config_shows_the_effective_defaults(tmp_path: Path, env: dict[str, str]) -> None:
+async def test_config_shows_the_effective_defaults(
+    tmp_path: Path, env: dict[str, str], data_dir: Path
+) -> None:
     run = await healthinfo(tmp_path, env, "config")
     assert run.code == 0, run.stderr
     shown = json.loads(run.stdout)
     assert all(name.startswith("HEALTHINFO_") for name in shown)
     assert shown["HEALTHINFO_RATE_LIMIT_ENABLED"] is True
-    assert shown["HEALTHINFO_REDIS_URL"] is None
-    assert shown["HEALTHINFO_JWT_SECRET"] is None
+    assert shown["HEALTHINFO_DATABASE_URL"] == f"sqlite+aiosqlite:///{data_dir / 'healthinfo.db'}"
+    assert shown["HEALTHINFO_MIGRATE_ON_START"] is True
+    assert shown["HEALTHINFO_REDIS_URL"].startswith("unset: in-process")
+    assert str(data_dir / "jwt-secret") in shown["HEALTHINFO_JWT_SECRET"]
+
+
+async def test_config_shows_a_value_for_every_setting_never_null(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert set(shown) == {f"HEALTHINFO_{name.upper()}" for name in Settings.model_fields}
+    assert [name for name, value in shown.items() if value is None] == []
 
 
 # --- invalid configuration -------------------------------------------------------------------
@@ -327,3 +432,121 @@ async def test_migrate_twice_is_harmless(tmp_path: Path, database_env: dict[str,
     second = await healthinfo(tmp_path, database_env, "migrate")
     assert first.code == second.code == 0
     assert head in second.stdout
+
+
+async def test_migrate_down_to_base_never_says_revision_none(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    assert (await healthinfo(tmp_path, env, "migrate")).code == 0
+    down = await healthinfo(tmp_path, env, "migrate", "--down", "base")
+    assert down.code == 0, down.stderr
+    assert "None" not in down.stdout
+    assert "base" in single_line(down.stdout)
+
+
+async def test_migrate_down_to_an_unknown_revision_lists_the_known_ones(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    run = await healthinfo(tmp_path, env, "migrate", "--down", "bogus")
+    assert run.code == 2
+    line = single_line(run.stderr)
+    assert "'bogus'" in line
+    assert all(rev in line for rev in ["base", *migrate.revisions_oldest_first()])
+    assert run.stdout == ""
+
+
+# --- operator mistakes: one line on stderr, no traceback, a non-zero exit ---------------------
+
+
+async def test_serve_refuses_a_port_out_of_range_in_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    run = await healthinfo(tmp_path, env, "serve", "--port", "99999")
+    assert run.code == 2
+    assert "99999" in single_line(run.stderr)
+
+
+async def test_audit_verify_of_a_kit_that_does_not_exist_exits_2(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
+    assert (await healthinfo(tmp_path, database_env, "migrate")).code == 0
+    run = await healthinfo(tmp_path, database_env, "audit", "verify", "--kit", "NOPE")
+    assert run.code == 2
+    assert single_line(run.stderr) == "healthinfo: audit verify: no such kit: NOPE"
+    assert run.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--port", "0"]], ids=lambda c: c[0])
+async def test_an_unreachable_database_is_one_line_naming_host_and_port_never_the_password(
+    tmp_path: Path, env: dict[str, str], command: list[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    env["HEALTHINFO_DATABASE_URL"] = (
+        f"postgresql+asyncpg://svc:{PASSWORD_MARKER}@127.0.0.1:{port}/healthinfo"
+    )
+    run = await healthinfo(tmp_path, env, *command)
+    assert run.code == 1
+    line = single_line(run.stderr)
+    assert f"127.0.0.1:{port}" in line
+    assert "HEALTHINFO_DATABASE_URL" in line
+    assert "refused" in line.lower()
+    assert PASSWORD_MARKER not in run.stderr + run.stdout
+
+
+async def test_a_database_host_that_does_not_resolve_says_so_in_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env["HEALTHINFO_DATABASE_URL"] = "postgresql+asyncpg://svc@db.invalid:5432/healthinfo"
+    run = await healthinfo(tmp_path, env, "migrate")
+    assert run.code == 1
+    line = single_line(run.stderr)
+    assert "db.invalid:5432" in line
+    assert "resolve" in line
+
+
+async def test_a_malformed_database_url_is_one_line_without_the_password(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env["HEALTHINFO_DATABASE_URL"] = f"postgresql+asyncpg://svc:{PASSWORD_MARKER}@db:port/hi"
+    run = await healthinfo(tmp_path, env, "migrate")
+    assert run.code == 2
+    assert "HEALTHINFO_DATABASE_URL" in single_line(run.stderr)
+    assert PASSWORD_MARKER not in run.stderr
+
+
+async def test_an_unreachable_redis_stops_serve_with_one_line_never_the_password(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    port = free_port()
+    env["HEALTHINFO_REDIS_URL"] = f"redis://:{PASSWORD_MARKER}@127.0.0.1:{port}/0"
+    run = await healthinfo(tmp_path, env, "serve", "--port", "0")
+    assert run.code == 1
+    line = single_line(run.stderr)
+    assert f"127.0.0.1:{port}" in line
+    assert "HEALTHINFO_REDIS_URL" in line
+    assert PASSWORD_MARKER not in run.stderr + run.stdout
+
+
+async def test_a_malformed_redis_url_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    env["HEALTHINFO_REDIS_URL"] = f"http://:{PASSWORD_MARKER}@cache.example:6379"
+    run = await healthinfo(tmp_path, env, "serve", "--port", "0")
+    assert run.code == 2
+    assert "HEALTHINFO_REDIS_URL" in single_line(run.stderr)
+    assert PASSWORD_MARKER not in run.stderr
+
+
+async def test_production_serve_refuses_an_http_jwks_url_in_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    env.update(
+        {
+            "HEALTHINFO_ENVIRONMENT": "production",
+            "HEALTHINFO_JWT_JWKS_URL": "http://issuer.example/.well-known/jwks.json",
+            "HEALTHINFO_MASTER_KEYS": TEST_MASTER_KEYS,
+        }
+    )
+    run = await healthinfo(tmp_path, env, "serve", "--port", "0")
+    assert run.code == 2
+    line = single_line(run.stderr)
+    assert "jwks-http" in line
+    assert "HEALTHINFO_ALLOW_INSECURE" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,9 +15,17 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from sqlalchemy import MetaData, Table, func, inspect, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from healthinfo.legacy.import_redis import ImportOptions, LegacyImporter
-from tests.support.backends import REDIS_URL, delete_redis_keys
+from tests.support.backends import (
+    REDIS_URL,
+    create_pg_database,
+    delete_redis_keys,
+    drop_pg_database,
+    sqlite_url,
+)
 from tests.support.tokens import TEST_SECRET, auth
 
 ADMIN = auth("admin", "admin")
@@ -152,8 +161,6 @@ async def test_a_whole_document_of_answers_with_a_custom_key_layout(
 
 
 def test_the_command_prints_a_json_report(legacy_prefix: str, tmp_path: Path) -> None:
-    import asyncio
-
     asyncio.run(
         fill(legacy_prefix, {"CLI-KIT-1": {"answers": {"heightCm": 150}}, "CLI-KIT-2": "oops"})
     )
@@ -174,3 +181,97 @@ def test_the_command_prints_a_json_report(legacy_prefix: str, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["imported"], report["invalid"], report["dryRun"]) == (1, 1, False)
+
+
+@pytest.fixture
+async def fresh_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of this run's backend, for the command to migrate."""
+    if database_url.startswith("sqlite"):
+        yield sqlite_url(tmp_path)
+        return
+    name, url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(name)
+
+
+async def row_counts(url: str) -> dict[str, int]:
+    """Rows in every table of a database: what "writes nothing" is measured by."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            counts = {}
+            for name in names:
+                table = Table(name, MetaData())  # names from the database itself, quoted
+                count = select(func.count()).select_from(table)
+                counts[name] = (await conn.execute(count)).scalar_one()
+            return counts
+    finally:
+        await engine.dispose()
+
+
+def run_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "healthinfo", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_a_dry_run_writes_no_row_anywhere_key_store_included(
+    legacy_prefix: str, tmp_path: Path, fresh_database: str
+) -> None:
+    await fill(
+        legacy_prefix,
+        {
+            "DRY-KIT-1": {"answers": {"heightCm": 150}, "userId": "mum"},
+            "DRY-KIT-2": {"answers": {"heightCm": 160}},
+        },
+    )
+    data_dir = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHINFO_")},
+        "HEALTHINFO_DATA_DIR": str(data_dir),
+        "HEALTHINFO_DATABASE_URL": fresh_database,
+        "HEALTHINFO_JWT_SECRET": TEST_SECRET,
+    }
+    migrated = await asyncio.to_thread(run_command, env, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    keystore = f"sqlite+aiosqlite:///{data_dir / 'keystore.db'}"
+    before = (await row_counts(fresh_database), await row_counts(keystore))
+    result = await asyncio.to_thread(
+        run_command,
+        env,
+        *("import-legacy-redis", "--redis-url", REDIS_URL, "--pattern", legacy_prefix + "*"),
+        "--dry-run",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (json.loads(result.stdout)["imported"], json.loads(result.stdout)["dryRun"]) == (2, True)
+    assert (await row_counts(fresh_database), await row_counts(keystore)) == before
+
+
+async def test_a_dry_run_on_an_unmigrated_database_refuses_in_one_line(
+    legacy_prefix: str, tmp_path: Path
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHINFO_")},
+        "HEALTHINFO_DATA_DIR": str(tmp_path / "data"),
+        "HEALTHINFO_JWT_SECRET": TEST_SECRET,
+    }
+    result = await asyncio.to_thread(
+        run_command,
+        env,
+        *("import-legacy-redis", "--redis-url", REDIS_URL, "--pattern", legacy_prefix + "*"),
+        "--dry-run",
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "healthinfo migrate" in result.stderr
+    assert not (tmp_path / "data" / "healthinfo.db").exists() or (
+        await row_counts(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'healthinfo.db'}") == {}
+    )

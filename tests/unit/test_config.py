@@ -310,3 +310,131 @@ def test_no_secret_is_generated_when_public_keys_are_configured(
     monkeypatch.setenv("HEALTHINFO_JWT_JWKS_URL", "https://idp.example/.well-known/jwks.json")
     assert load_settings().hs_secret() is None
     assert not (tmp_path / "data" / "jwt-secret").exists()
+
+
+# --- production refuses plaintext unless HEALTHINFO_ALLOW_INSECURE names it -----------------
+
+
+def production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """A production configuration that is valid apart from what the test adds."""
+    monkeypatch.setenv("HEALTHINFO_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEALTHINFO_JWT_SECRET", SECRET)
+    monkeypatch.setenv("HEALTHINFO_MASTER_KEYS", new_key_spec("k1"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+FORWARD = {"HEALTHINFO_FORWARD_SECRET": SECRET}
+PLAINTEXT = {
+    "jwks-http": {"HEALTHINFO_JWT_JWKS_URL": "http://issuer.example/jwks.json"},
+    "forward-http": {"HEALTHINFO_FORWARD_URL": "http://lab.example/intake", **FORWARD},
+    "redis-plaintext": {"HEALTHINFO_REDIS_URL": "redis://cache.example:6379/0"},
+}
+
+
+@pytest.mark.parametrize("exception", sorted(PLAINTEXT))
+def test_production_refuses_plaintext_naming_the_exception(
+    monkeypatch: pytest.MonkeyPatch, exception: str
+) -> None:
+    production(monkeypatch, **PLAINTEXT[exception])
+    message = settings_error(monkeypatch)
+    assert exception in message
+    assert "HEALTHINFO_ALLOW_INSECURE" in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("exception", sorted(PLAINTEXT))
+def test_production_accepts_plaintext_that_allow_insecure_names(
+    monkeypatch: pytest.MonkeyPatch, exception: str
+) -> None:
+    production(monkeypatch, HEALTHINFO_ALLOW_INSECURE=exception, **PLAINTEXT[exception])
+    assert load_settings().allow_insecure == frozenset({exception})
+
+
+def test_an_exception_allows_only_what_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(
+        monkeypatch,
+        HEALTHINFO_ALLOW_INSECURE="jwks-http",
+        **PLAINTEXT["jwks-http"],
+        **PLAINTEXT["redis-plaintext"],
+    )
+    message = settings_error(monkeypatch)
+    assert "redis-plaintext" in message
+    assert "(jwks-http)" not in message
+
+
+def test_production_accepts_tls_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(
+        monkeypatch,
+        HEALTHINFO_JWT_JWKS_URL="https://issuer.example/jwks.json",
+        HEALTHINFO_FORWARD_URL="https://lab.example/intake",
+        HEALTHINFO_REDIS_URL="rediss://cache.example:6380/0",
+        **FORWARD,
+    )
+    assert load_settings().redis_url == "rediss://cache.example:6380/0"
+
+
+def test_plaintext_is_fine_outside_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    for env in PLAINTEXT.values():
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+    assert load_settings().environment == "development"
+
+
+def test_an_unknown_insecure_exception_is_refused_listing_the_known_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = settings_error(monkeypatch, HEALTHINFO_ALLOW_INSECURE="jwks-http,everything")
+    assert "HEALTHINFO_ALLOW_INSECURE" in message
+    assert "everything" in message
+    assert "redis-plaintext" in message
+
+
+# --- trusted proxies, header limit, URL syntax ----------------------------------------------
+
+
+def test_no_proxy_is_trusted_by_default() -> None:
+    assert load_settings().trusted_proxies == []
+
+
+def test_trusted_proxies_take_addresses_and_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTHINFO_TRUSTED_PROXIES", "10.0.0.5, 192.168.0.0/24,::1")
+    assert load_settings().trusted_proxies == ["10.0.0.5", "192.168.0.0/24", "::1"]
+
+
+@pytest.mark.parametrize("entry", ["*", "balancer.example", "10.0.0.300"])
+def test_trusted_proxies_refuse_anything_but_an_address(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    assert "HEALTHINFO_TRUSTED_PROXIES" in settings_error(
+        monkeypatch, HEALTHINFO_TRUSTED_PROXIES=entry
+    )
+
+
+def test_header_limit_defaults_to_16_kib() -> None:
+    assert load_settings().max_header_bytes == 16_384
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://svc:PW-MARK@db.example:port/hi",
+        "postgresql+asyncpg://svc:PW-MARK@db.example:99999/hi",
+        "not a url PW-MARK",
+    ],
+)
+def test_a_malformed_database_url_is_named_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    message = settings_error(monkeypatch, HEALTHINFO_DATABASE_URL=url)
+    assert message.startswith("HEALTHINFO_DATABASE_URL: ")
+    assert "PW-MARK" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://cache.example:6379", "redis://cache.example:port/0", "redis:///0"]
+)
+def test_a_malformed_redis_url_is_named(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    assert settings_error(monkeypatch, HEALTHINFO_REDIS_URL=url).startswith(
+        "HEALTHINFO_REDIS_URL: "
+    )

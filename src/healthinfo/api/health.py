@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.responses import PlainTextResponse, Response
 
 from healthinfo.api.deps import ServicesDep
 from healthinfo.api.problems import domain_problem, problem_response, request_id_of
+from healthinfo.api.readiness import OK, REQUIRED, ReadinessChecks, is_ready
 from healthinfo.api.responses import json_response
 from healthinfo.errors import Unavailable
 from healthinfo.services import Services
@@ -21,50 +21,78 @@ async def live() -> Response:
     return json_response({"status": "ok"})
 
 
+CHECKS_SCHEMA = {
+    "type": "object",
+    "description": "Each check's state. `database`, `schema` and `keystore` decide readiness "
+    "(`ok`, or why a write would fail: `unavailable`, `behind (at 0005, head 0007)`, "
+    "`not migrated (head 0007)`, `unusable (unreachable)`…); `cache`, `events`, `rateLimits` "
+    "and `replicas` are reported only (`ok`, `degraded`, `in-process`, `disabled`).",
+    "properties": {
+        name: {"type": "string"}
+        for name in ("database", "schema", "keystore", "cache", "events", "rateLimits", "replicas")
+    },
+    "required": ["database", "schema", "keystore"],
+    "additionalProperties": {"type": "string"},
+}
 READY_SCHEMA = {
     "type": "object",
-    "properties": {
-        "status": {"type": "string", "enum": ["ok"]},
-        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
+    "properties": {"status": {"type": "string", "enum": ["ok"]}, "checks": CHECKS_SCHEMA},
     "required": ["status", "checks"],
+}
+NOT_READY_SCHEMA = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Problem"},
+        {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "enum": ["unavailable"]},
+                "checks": CHECKS_SCHEMA,
+            },
+            "required": ["code", "checks"],
+        },
+    ]
 }
 
 
 @router.get(
     "/health/ready",
-    summary="Readiness: the database answers; cache, events bus and rate limits are reported",
+    summary="Readiness: a write would succeed (database, schema at head, key store); "
+    "cache, events bus and rate limits are reported",
     responses={
         200: {"description": "Ready.", "content": {"application/json": {"schema": READY_SCHEMA}}},
         503: {
-            "description": "The database does not answer (a problem with `checks`).",
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-            },
+            "description": "Not ready: an `unavailable` problem whose `checks` say which required "
+            "check failed and why (docs/operations.md).",
+            "content": {"application/problem+json": {"schema": NOT_READY_SCHEMA}},
         },
     },
 )
 async def ready(request: Request, svc: ServicesDep) -> Response:
-    checks: dict[str, str] = {}
-    try:
-        async with svc.uows.read() as uow:
-            await uow.session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except (Unavailable, OSError):
-        svc.metrics.db_errors.labels("readiness").inc()
-        checks["database"] = "unavailable"
+    checks = await _readiness(request, svc).required()
     checks["cache"] = await _cache_state(svc)
     checks["events"] = _events_state(svc)
     if svc.rate_limiter is not None:
         checks["rateLimits"] = svc.rate_limiter.state
     if svc.replica_reads.enabled:  # reported, never required: the primary serves their reads
         checks["replicas"] = await svc.replica_reads.probe()
-    if checks["database"] != "ok":  # an error like any other: a problem, with the checks
+    if not is_ready(checks):  # an error like any other: a problem, with the checks
+        failed = ", ".join(f"{name} {checks[name]}" for name in REQUIRED if checks[name] != OK)
         body = domain_problem(
-            Unavailable(), instance=request.url.path, request_id=request_id_of(request)
+            Unavailable(f"Not ready: {failed}."),
+            instance=request.url.path,
+            request_id=request_id_of(request),
         )
         return problem_response({**body, "checks": checks})
     return json_response({"status": "ok", "checks": checks})
+
+
+def _readiness(request: Request, svc: Services) -> ReadinessChecks:
+    """One per app, made on the first probe: it remembers the schema checks between probes."""
+    checks = getattr(request.app.state, "readiness", None)
+    if not isinstance(checks, ReadinessChecks):
+        checks = ReadinessChecks(svc)
+        request.app.state.readiness = checks
+    return checks
 
 
 async def _cache_state(svc: Services) -> str:

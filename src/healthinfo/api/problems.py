@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from healthinfo.common.uow import is_database_unavailable
+from healthinfo.common.uow import is_database_unavailable, unavailable_from
 from healthinfo.errors import (
     AlreadySubmitted,
     DeliveryNotDead,
@@ -200,7 +200,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if is_database_unavailable(exc):  # raised outside a unit of work (e.g. the key store)
-        return _response_for(request, Unavailable())
+        return _response_for(request, unavailable_from(exc))
     # The frames, never the message (infra/logging.py): a message can quote a stored value.
     logger.error(
         "request.unhandled_exception",

@@ -23,8 +23,9 @@ AfterCommit = Callable[[], Awaitable[None]]
 
 # SQLSTATE classes that mean "the database cannot serve us now", not "this request is wrong":
 # 08 connection exception, 53 insufficient resources (too many connections), 57P operator
-# intervention (shutdown, cannot connect now).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+# intervention (shutdown, cannot connect now), and 42P01 / 42703 (undefined table / column):
+# a schema behind the code's (not migrated), which no retry of the request can fix either.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "42P01", "42703")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -40,6 +41,38 @@ def is_database_unavailable(exc: BaseException) -> bool:
 
 
 logger = logging.getLogger(__name__)
+
+
+def innermost_cause(exc: BaseException) -> BaseException:
+    """The driver's or the OS's own exception under SQLAlchemy's wrappers."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        following = orig if isinstance(orig, BaseException) else current.__cause__
+        if following is None:
+            break
+        current = following
+    return current
+
+
+def database_error_cause(exc: BaseException) -> str:
+    """``UndefinedTableError: relation "kits" does not exist``: class and the driver's message.
+
+    Only the driver's first line: SQLAlchemy's own message appends the statement and its
+    parameters, which can hold stored values. The errors classed as unavailable (connection,
+    resources, undefined table or column) name servers and schema objects, never values.
+    """
+    inner = innermost_cause(exc)
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
+
+
+def unavailable_from(exc: BaseException) -> Unavailable:
+    """The 503 for a database error, after one log line naming its cause."""
+    logger.warning("database.unavailable", extra={"cause": database_error_cause(exc)})
+    return Unavailable()
 
 
 class UnitOfWork:
@@ -71,6 +104,7 @@ class UnitOfWorkFactory:
     """Opens units of work on the write or the read engine, or on a streaming replica."""
 
     def __init__(self, engines: Engines) -> None:
+        self.engines = engines  # for checks that are not transactions (readiness: the schema)
         self._write = async_sessionmaker(engines.write, expire_on_commit=False, autoflush=False)
         self._read = async_sessionmaker(engines.read, expire_on_commit=False, autoflush=False)
         self._replicas = [
@@ -90,7 +124,7 @@ class UnitOfWorkFactory:
             if uow is not None:
                 uow.discard()
             if is_database_unavailable(exc):
-                raise Unavailable() from exc
+                raise unavailable_from(exc) from exc
             raise
         await uow.run_after_commit()
 
@@ -101,7 +135,7 @@ class UnitOfWorkFactory:
                 yield UnitOfWork(session, writable=False)
         except Exception as exc:
             if is_database_unavailable(exc):
-                raise Unavailable() from exc
+                raise unavailable_from(exc) from exc
             raise
 
     @property
@@ -120,5 +154,5 @@ class UnitOfWorkFactory:
                 yield UnitOfWork(session, writable=False)
         except Exception as exc:
             if is_database_unavailable(exc):
-                raise Unavailable() from exc
+                raise unavailable_from(exc) from exc
             raise

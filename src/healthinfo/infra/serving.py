@@ -10,6 +10,7 @@ requests and WebSocket messages in flight run to completion.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -26,3 +27,28 @@ class DrainingServer(uvicorn.Server):
             for hook in self._exit_hooks:
                 hook()
         super().handle_exit(sig, frame)
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> tuple[bool, list[str]]:
+    """uvicorn's ``proxy_headers`` and ``forwarded_allow_ips`` from HEALTHINFO_TRUSTED_PROXIES.
+
+    uvicorn's own default believes X-Forwarded-For from 127.0.0.1, or from whatever its
+    ``FORWARDED_ALLOW_IPS`` variable says; we pass the setting instead (default: trust nobody),
+    so nothing outside the validated configuration decides which client address the audit
+    trail and the rate limits see.
+    """
+    return bool(trusted_proxies), list(trusted_proxies)
+
+
+def http_protocol(max_header_bytes: int) -> type[asyncio.Protocol] | str:
+    """The HTTP/1.1 implementation, bounding the request line and headers: 431 beyond.
+
+    h11 has a bound of its own (``h11_max_incomplete_event_size``, passed too); httptools,
+    which uvicorn prefers when installed, has none, so its protocol is replaced by one that
+    counts (``infra/bounded_http.py``).
+    """
+    try:
+        from healthinfo.infra.bounded_http import bounded_httptools_protocol
+    except ImportError:  # no httptools: h11, with its own limit
+        return "h11"
+    return bounded_httptools_protocol(max_header_bytes)
