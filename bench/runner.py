@@ -197,6 +197,7 @@ class Bench:
             "HEALTHINFO_REDIS_URL": infra.REDIS_URL,
             "HEALTHINFO_REDIS_KEY_PREFIX": self.prefix,
             "HEALTHINFO_CACHE_WARM_HOURS": "0",
+            "HEALTHINFO_WORKERS": "1",  # a scenario asks for more with overrides={"workers": …}
         }
         for kind in ("READ", "WRITE", "STREAM"):
             for who in ("USER", "ADDRESS"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -21,6 +22,8 @@ from healthinfo.crypto.master_keys import MASTER_KEYS_FILE
 from healthinfo.preflight import USAGE, OperatorError, check_database, check_redis
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from healthinfo.common.database import Engines
     from healthinfo.crypto.keystore import KeyStore
 
@@ -59,6 +62,16 @@ def _port(value: str) -> int:
     return port
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def _positive_seconds(value: str) -> int:
     try:
         seconds = int(value)
@@ -76,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: HEALTHINFO_WORKERS, else the CPU count with "
+        "PostgreSQL and Redis, else 1)",
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the newest")
@@ -167,31 +187,99 @@ async def _preflight_serve(settings: Settings) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from healthinfo.infra.logging import configure_logging
+    from healthinfo.infra.serving import run_workers
+
+    if args.workers is not None:
+        settings = _with_workers(settings, args.workers)
+    asyncio.run(_preflight_serve(settings))
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    workers = settings.effective_workers
+    if workers == 1:
+        _build_server(settings, host=args.host, port=args.port).run()
+        return 0
+    if settings.should_migrate_on_start:  # once, here, not racing in every worker
+        asyncio.run(_migrate_once(settings))
+    os.environ.update(
+        {
+            "HEALTHINFO_MIGRATE_ON_START": "false",
+            "HEALTHINFO_WORKERS": str(workers),
+            WORKER_HOST_ENV: args.host,
+            WORKER_PORT_ENV: str(args.port),
+        }
+    )
+    # The supervisor's config only binds the socket and counts workers; each worker builds its
+    # own (with the app) in its process: see infra/serving.WorkerProcess.
+    supervisor = uvicorn.Config(
+        "healthinfo.app:create_app",
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    run_workers(supervisor, worker_server)
+    return 0
+
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+WORKER_HOST_ENV = "HEALTHINFO_SERVE_HOST"
+WORKER_PORT_ENV = "HEALTHINFO_SERVE_PORT"
+
+
+def _with_workers(settings: Settings, workers: int) -> Settings:
+    """The flag wins over HEALTHINFO_WORKERS, and is validated like it."""
+    try:
+        return load_settings(workers=workers)
+    except SettingsError as exc:
+        raise OperatorError(f"serve --workers {workers}: {exc}", USAGE) from None
+
+
+async def _migrate_once(settings: Settings) -> None:
+    from healthinfo.app import migrate_all
+
+    engines, keystore = await _open_checked(settings)
+    try:
+        await migrate_all(settings, engines, keystore)
+    finally:
+        await _close(engines, keystore)
+
+
+def worker_server() -> uvicorn.Server:
+    """A ``--workers`` process's server, built in that process from its environment."""
+    from healthinfo.infra.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    return _build_server(
+        settings, host=os.environ[WORKER_HOST_ENV], port=int(os.environ[WORKER_PORT_ENV])
+    )
+
+
+def _build_server(settings: Settings, *, host: str, port: int) -> uvicorn.Server:
+    import uvicorn
+
     from healthinfo.app import create_app
     from healthinfo.infra.access_log import install_token_redaction
-    from healthinfo.infra.logging import configure_logging
     from healthinfo.infra.serving import DrainingServer, http_protocol, proxy_options
 
-    asyncio.run(_preflight_serve(settings))
     proxy_headers, trusted = proxy_options(settings.trusted_proxies)
-    configure_logging(level=settings.log_level, json=settings.log_json)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_level=settings.log_level.lower(),
         log_config=None,  # our handler (infra/logging.py) formats and redacts uvicorn's lines
         access_log=False,  # raw paths and query strings; api/request_log.py writes ours
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=trusted,
         http=http_protocol(settings.max_header_bytes),
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     install_token_redaction()  # after uvicorn configured its loggers
-    DrainingServer(config, exit_hooks=app.state.exit_hooks).run()
-    return 0
+    return DrainingServer(config, exit_hooks=app.state.exit_hooks)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

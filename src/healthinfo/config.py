@@ -8,6 +8,7 @@ stack trace.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -144,6 +145,13 @@ class Settings(BaseSettings):
         description="Addresses or networks whose X-Forwarded-For/-Proto serve believes; none.",
     )
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="serve's worker processes (`--workers` wins); unset: the CPU count when "
+        "PostgreSQL and Redis are configured, else 1.",
+    )
     allow_insecure: Annotated[frozenset[str], NoDecode] = Field(
         default_factory=frozenset,
         description="Production exceptions, by name: " + ", ".join(sorted(INSECURE_EXCEPTIONS)),
@@ -276,6 +284,16 @@ class Settings(BaseSettings):
         return urls
 
     @model_validator(mode="after")
+    def _workers_need_redis(self) -> Settings:
+        """Worker processes share events and cache entries only through Redis."""
+        if (self.workers or 1) > 1 and not self.redis_url:
+            raise ValueError(
+                "HEALTHINFO_WORKERS above 1 needs HEALTHINFO_REDIS_URL: without a shared bus a "
+                "stream on one worker would miss the writes made through another"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _replicas_need_postgres(self) -> Settings:
         """A SQLite file has no streaming replicas: refuse them rather than ignore them."""
         if self.database_replica_urls and self.is_sqlite:
@@ -386,6 +404,17 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_workers(self) -> int:
+        """Several processes need what they share to be shared: PostgreSQL (SQLite's writer lock
+        serialises them anyway) and Redis (each process's in-process cache and bus would not see
+        the others' writes, so streams on one would miss events written through another)."""
+        if self.workers is not None:
+            return self.workers
+        if self.is_sqlite or not self.redis_url:
+            return 1
+        return max(1, os.cpu_count() or 1)
 
     @property
     def should_migrate_on_start(self) -> bool:

@@ -31,8 +31,14 @@ def keystore_url_for(database_url: str) -> str:
 
 class ServerProcess:
     def __init__(
-        self, *, database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None
+        self,
+        *,
+        database_url: str,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
+        self.args = args
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -44,13 +50,18 @@ class ServerProcess:
             "HEALTHINFO_KEYSTORE_URL": keystore_url_for(database_url),
             "HEALTHINFO_MIGRATE_ON_START": "true",
             "HEALTHINFO_ENVIRONMENT": "test",
+            # One process, whose pid is the server's: the crash tests SIGKILL exactly it.
+            "HEALTHINFO_WORKERS": "1",
             **(extra_env or {}),
         }
         self.log = data_dir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "healthinfo", "serve", "--port", str(self.port)]
+        command = [
+            *(sys.executable, "-m", "healthinfo", "serve", "--port", str(self.port)),
+            *self.args,
+        ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout

@@ -11,10 +11,14 @@ requests and WebSocket messages in flight run to completion.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
+from functools import partial
+from socket import socket
 from types import FrameType
 
 import uvicorn
+from uvicorn.supervisors import multiprocess
 
 
 class DrainingServer(uvicorn.Server):
@@ -27,6 +31,53 @@ class DrainingServer(uvicorn.Server):
             for hook in self._exit_hooks:
                 hook()
         super().handle_exit(sig, frame)
+
+
+_SERVER_LOCK = threading.Lock()
+
+
+class WorkerProcess(multiprocess.Process):
+    """One of ``serve --workers N``'s processes, running our server rather than uvicorn's.
+
+    The server (and the app in it) is built in the child, by ``factory``, from the environment:
+    nothing of the parent's app crosses the process boundary, and each worker's SIGTERM runs its
+    own app's exit hooks (a plain uvicorn worker would hold live streams until the graceful
+    timeout). uvicorn's health-check thread and the serving thread both ask for the server, so
+    it is built once, under a lock.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sockets: list[socket],
+        *,
+        factory: Callable[[], uvicorn.Server],
+    ) -> None:
+        self._factory = factory
+        super().__init__(config, sockets)
+
+    @property
+    def server(self) -> uvicorn.Server:
+        with _SERVER_LOCK:
+            if self._server is None:
+                self._server = self._factory()
+            return self._server
+
+
+def run_workers(config: uvicorn.Config, factory: Callable[[], uvicorn.Server]) -> None:
+    """uvicorn's supervisor (restarts dead workers, SIGTTIN/SIGTTOU, SIGHUP) over our workers.
+
+    uvicorn names its worker class as a module global; it is swapped for ours for as long as
+    the supervisor runs, which is the rest of this process's life.
+    """
+    sock = config.bind_socket()
+    original = multiprocess.Process
+    multiprocess.Process = partial(WorkerProcess, factory=factory)  # type: ignore[misc,assignment]
+    try:
+        multiprocess.Multiprocess(config, sockets=[sock]).run()
+    finally:
+        multiprocess.Process = original  # type: ignore[misc]
+        sock.close()
 
 
 def proxy_options(trusted_proxies: Sequence[str]) -> tuple[bool, list[str]]:
