@@ -438,3 +438,28 @@ def test_a_malformed_redis_url_is_named(monkeypatch: pytest.MonkeyPatch, url: st
     assert settings_error(monkeypatch, HEALTHINFO_REDIS_URL=url).startswith(
         "HEALTHINFO_REDIS_URL: "
     )
+
+
+PG = "postgresql+asyncpg://svc@db.internal/healthinfo"
+
+
+def test_one_worker_by_default_on_sqlite() -> None:
+    assert load_settings(redis_url="redis://127.0.0.1:6379/0").effective_workers == 1
+
+
+def test_one_worker_by_default_without_redis() -> None:
+    assert load_settings(database_url=PG).effective_workers == 1
+
+
+def test_a_worker_per_cpu_by_default_with_postgresql_and_redis() -> None:
+    settings = load_settings(database_url=PG, redis_url="redis://127.0.0.1:6379/0")
+    assert settings.effective_workers == (os.cpu_count() or 1)
+
+
+def test_configured_workers_win_over_the_default() -> None:
+    settings = load_settings(database_url=PG, redis_url="redis://127.0.0.1:6379/0", workers=3)
+    assert settings.effective_workers == 3
+
+
+def test_more_than_one_worker_without_redis_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "HEALTHINFO_REDIS_URL" in settings_error(monkeypatch, HEALTHINFO_WORKERS="2")
