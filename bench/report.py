@@ -274,8 +274,7 @@ def table(results: dict[str, Any], *, markdown: bool = False) -> str:
     if cache:
         extra.append(
             f"cache hit ratio on the read-heavy mix: {cache.get('hit_ratio')} "
-            f"({cache.get('hits'):.0f} of {cache.get('lookups'):.0f} lookups; /metrics "
-            f"cache_hit_ratio since start {cache.get('cache_hit_ratio_gauge')})"
+            f"({cache.get('hits'):.0f} of {cache.get('lookups'):.0f} lookups)"
         )
     for key in (
         "rate_limit_throughput_cost",

@@ -151,13 +151,12 @@ class Api:
         if r.status_code not in (200, 201):
             raise RuntimeError(f"adding {user} to {kit}: {r.status_code} {r.text[:300]}")
 
-    def cache_counts(self) -> tuple[float, float, float | None]:
-        """(hits, misses, cache_hit_ratio gauge) from /metrics."""
+    def cache_counts(self) -> tuple[float, float]:
+        """(hits, misses) from /metrics: the ratio is theirs, over the run (no gauge of it)."""
         text = self.http.get("/metrics").text
-        hits = _metric(text, r'cache_requests_total\{result="hit"\}')
-        misses = _metric(text, r'cache_requests_total\{result="miss"\}')
-        ratio = _metric(text, r"cache_hit_ratio", default=None)
-        return hits or 0.0, misses or 0.0, ratio
+        hits = _metric(text, r"healthinfo_cache_hits_total")
+        misses = _metric(text, r"healthinfo_cache_misses_total")
+        return hits or 0.0, misses or 0.0
 
 
 def _metric(text: str, pattern: str, default: float | None = 0.0) -> float | None:
@@ -488,11 +487,11 @@ class Bench:
         kits = [f"M{i}" for i in range(1, self.opts.read_kits + 1)]
         clients = min(16, max(self.opts.levels))
         api.seed(kits)
-        hits0, misses0, _ = api.cache_counts()
+        hits0, misses0 = api.cache_counts()
         m = self.wrk(
             "mix", url, clients, [self.owner_token, "M", str(len(kits))], one_thread_per_client=True
         )
-        hits1, misses1, gauge = api.cache_counts()
+        hits1, misses1 = api.cache_counts()
         self.record("read_heavy_mix", clients, m)
         lookups = (hits1 - hits0) + (misses1 - misses0)
         self.results["cache"] = {
@@ -500,7 +499,6 @@ class Bench:
             "lookups": lookups,
             "hits": hits1 - hits0,
             "hit_ratio": round((hits1 - hits0) / lookups, 5) if lookups else None,
-            "cache_hit_ratio_gauge": gauge,
         }
         print(f"  cache hit ratio (mix): {self.results['cache']['hit_ratio']}", flush=True)
 
@@ -809,7 +807,9 @@ class Bench:
     @staticmethod
     def delivered(metrics_url: str) -> float:
         text = httpx.get(metrics_url, timeout=10).text
-        return _metric(text, r'forwarding_deliveries_total\{outcome="delivered"\}') or 0.0
+        return (
+            _metric(text, r'healthinfo_forwarding_deliveries_total\{outcome="delivered"\}') or 0.0
+        )
 
     def sse_two_instances(self, api: Api, url_a: str, url_b: str) -> None:
         """The fan-out of ``sse`` with its subscribers split over two instances: writes go to

@@ -65,10 +65,10 @@ async def test_second_read_is_a_cache_hit(
     cached_app: FastAPI, http: httpx.AsyncClient, kit_id: str, user: str
 ) -> None:
     await http.put(url(kit_id), json={"answers": {"heightCm": 170}}, headers=auth(user))
-    hits = metric(cached_app, "cache_requests_total", result="hit")
+    hits = metric(cached_app, "healthinfo_cache_hits_total")
     response = await http.get(url(kit_id), headers=auth(user))
     assert response.json()["answers"] == {"heightCm": 170}
-    assert metric(cached_app, "cache_requests_total", result="hit") == hits + 1
+    assert metric(cached_app, "healthinfo_cache_hits_total") == hits + 1
 
 
 async def test_with_redis_stopped_reads_and_writes_succeed_with_correct_data(
@@ -90,7 +90,7 @@ async def test_with_redis_stopped_reads_and_writes_succeed_with_correct_data(
         assert read.status_code == 200
         assert read.json()["answers"] == {"heightCm": height}
         assert read.json()["version"] == written.json()["version"]
-    assert metric(cached_app, "cache_errors_total", kind="connection") > 0
+    assert metric(cached_app, "healthinfo_cache_errors_total", kind="connection") > 0
 
 
 async def test_readiness_reports_a_dead_redis_as_degraded_but_stays_ready(
@@ -143,8 +143,10 @@ async def test_a_hung_redis_trips_the_breaker_and_requests_still_succeed(
         ).status_code == 200
         read = await http.get(url(kit_id), headers=auth(user))
         assert read.json()["answers"]["heightCm"] == height
-    assert metric(cached_app, "cache_errors_total", kind="timeout") >= 3
-    skipped = sum(metric(cached_app, "cache_skipped_total", operation=op) for op in ("get", "put"))
+    assert metric(cached_app, "healthinfo_cache_errors_total", kind="timeout") >= 3
+    skipped = sum(
+        metric(cached_app, "healthinfo_cache_skipped_total", operation=op) for op in ("get", "put")
+    )
     assert skipped > 0, "the breaker never opened: a hung Redis was called on every request"
 
 
@@ -163,10 +165,10 @@ async def test_after_redis_comes_back_the_hit_ratio_recovers(
     await asyncio.sleep(0.4)  # the breaker's cool-down
     for _ in range(3):
         await http.get(url(kit_id), headers=auth(user))
-    hits_before = metric(cached_app, "cache_requests_total", result="hit")
+    hits_before = metric(cached_app, "healthinfo_cache_hits_total")
     for _ in range(10):
         assert (await http.get(url(kit_id), headers=auth(user))).status_code == 200
-    assert metric(cached_app, "cache_requests_total", result="hit") - hits_before == 10
+    assert metric(cached_app, "healthinfo_cache_hits_total") - hits_before == 10
 
 
 async def test_a_stale_entry_is_never_served(
@@ -223,4 +225,4 @@ async def test_garbage_in_redis_is_a_counted_miss(
         await near.delete(f"hi:v1:{kit_id}")
     read = await http.get(url(kit_id), headers=auth(user))
     assert read.json()["answers"] == {"heightCm": 170}
-    assert metric(cached_app, "cache_errors_total", kind="garbage") >= 1
+    assert metric(cached_app, "healthinfo_cache_errors_total", kind="garbage") >= 1

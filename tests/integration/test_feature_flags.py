@@ -91,7 +91,7 @@ async def test_the_cache_switched_off_serves_every_read_from_the_database(
                 "heightCm": 170
             }
         registry = app.state.services.metrics.registry
-        assert not registry.get_sample_value("cache_requests_total", {"result": "hit"})
+        assert not registry.get_sample_value("healthinfo_cache_hits_total")
 
 
 async def test_the_answer_count_limit_is_a_setting(

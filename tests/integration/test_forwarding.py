@@ -220,14 +220,16 @@ async def test_failures_are_retried_with_the_same_key_and_bytes_until_the_lab_ac
         assert {r.body for r in lab.requests} == {(await stored_payload(app, row)).encode()}
         assert all(r.signature_valid for r in lab.requests)
 
-        assert await metric(client, "forwarding_deliveries_total", outcome="retry") == 6
-        assert await metric(client, "forwarding_deliveries_total", outcome="delivered") == 1
-        assert await metric(client, "forwarding_attempt_duration_seconds_count") == 7
+        assert await metric(client, "healthinfo_forwarding_deliveries_total", outcome="retry") == 6
+        assert (
+            await metric(client, "healthinfo_forwarding_deliveries_total", outcome="delivered") == 1
+        )
+        assert await metric(client, "healthinfo_forwarding_attempt_duration_seconds_count") == 7
         relay = services_of(app).forwarding.relay
         assert relay is not None
         await relay.refresh_backlog()
-        assert await metric(client, "forwarding_pending_events") == 0
-        assert await metric(client, "forwarding_oldest_pending_age_seconds") == 0
+        assert await metric(client, "healthinfo_forwarding_pending_events") == 0
+        assert await metric(client, "healthinfo_forwarding_oldest_pending_age_seconds") == 0
 
 
 async def test_refused_connections_are_retried_until_the_lab_is_back(
@@ -249,8 +251,8 @@ async def test_refused_connections_are_retried_until_the_lab_is_back(
         relay = services_of(app).forwarding.relay
         assert relay is not None
         await relay.refresh_backlog()
-        assert await metric(client, "forwarding_pending_events") == 1
-        assert await metric(client, "forwarding_oldest_pending_age_seconds") > 0
+        assert await metric(client, "healthinfo_forwarding_pending_events") == 1
+        assert await metric(client, "healthinfo_forwarding_oldest_pending_age_seconds") > 0
 
         await lab.start()  # the same port again
         await lab.wait_for(lambda: len(lab.accepted) == 1)
@@ -334,8 +336,8 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_an_admin_retry_d
         relay = services_of(app).forwarding.relay
         assert relay is not None
         await relay.refresh_backlog()
-        assert await metric(client, "forwarding_dead_events") == 2
-        assert await metric(client, "forwarding_deliveries_total", outcome="dead") == 3
+        assert await metric(client, "healthinfo_forwarding_dead_events") == 2
+        assert await metric(client, "healthinfo_forwarding_deliveries_total", outcome="dead") == 3
 
 
 async def test_an_admin_retry_replays_under_its_idempotency_key_and_refusals_are_audited(

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from healthinfo.common.clock import utc_now
@@ -27,6 +29,7 @@ from tests.support.forwarding import (
     submit,
 )
 from tests.support.lab import Lab, Request, Respond, assert_delivered_once_each_in_kit_order
+from tests.support.metrics import families, our_families
 from tests.support.problems import running_app
 from tests.support.tokens import auth
 from tests.support.worker import WorkerProcess
@@ -165,3 +168,52 @@ async def test_a_worker_without_a_forward_url_exits_2_saying_why(tmp_path: Path)
     assert process.returncode == 2
     assert "HEALTHINFO_FORWARD_URL" in stderr.decode()
     assert stdout == b""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def scrape(url: str, worker: WorkerProcess) -> str:
+    """The worker's /metrics, once its server is up (it starts with the worker)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(200):
+            try:
+                response = await http.get(url)
+            except httpx.TransportError:
+                assert worker.process is not None
+                assert worker.process.poll() is None, worker.output()
+                await asyncio.sleep(0.1)
+                continue
+            assert response.status_code == 200
+            return response.text
+    raise AssertionError(f"the worker served no metrics: {worker.output()}")
+
+
+async def test_the_worker_exports_its_metrics_prefixed_with_the_process_collectors(
+    database: str, tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
+    """``healthinfo worker --metrics-port``: the forwarding metrics under ``healthinfo_`` and
+    the worker process's own CPU, memory and file descriptors, as serve's /metrics has them."""
+    data_dir = tmp_path / "data"
+    async with Lab(FORWARD_SECRET.encode()) as lab:
+        settings = forwarding_settings(database, data_dir, lab.url, forward_in_process=False)
+        async with running_app(settings):  # migrates the schema the worker reads
+            port = free_port()
+            worker = WorkerProcess(
+                database_url=database,
+                data_dir=data_dir,
+                forward_url=lab.url,
+                name="metrics",
+                args=("--metrics-port", str(port)),
+            )
+            workers.append(worker)
+            worker.start()
+            text = await scrape(f"http://127.0.0.1:{port}/metrics", worker)
+    names = {family.name for family in families(text)}
+    assert {"process_cpu_seconds", "process_resident_memory_bytes", "python_info"} <= names
+    ours = {family.name for family in our_families(text)}
+    assert "healthinfo_forwarding_oldest_pending_age_seconds" in ours
+    assert all(name.startswith("healthinfo_") for name in ours), ours

@@ -134,8 +134,8 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(response.text)}
-    assert "http_requests" in names
-    assert "http_request_duration_seconds" in names
+    assert "healthinfo_http_requests" in names
+    assert "healthinfo_http_request_duration_seconds" in names
 
 
 async def test_metrics_count_requests_by_route_template(
@@ -147,9 +147,9 @@ async def test_metrics_count_requests_by_route_template(
     samples = [
         sample
         for family in text_string_to_metric_families(text)
-        if family.name == "http_requests"
+        if family.name == "healthinfo_http_requests"
         for sample in family.samples
-        if sample.name == "http_requests_total"
+        if sample.name == "healthinfo_http_requests_total"
     ]
     put_201 = [
         s
@@ -170,7 +170,7 @@ async def test_metrics_never_contain_a_raw_kit_id(client: httpx.AsyncClient, use
     await client.get(f"/v1/kits/{kit_id}/no-such-thing", headers=headers)
     await client.delete(url(kit_id, "/submit"), headers=headers)
     text = await metrics_text(client)
-    assert "http_requests_total{" in text
+    assert "healthinfo_http_requests_total{" in text
     assert kit_id not in text
 
 

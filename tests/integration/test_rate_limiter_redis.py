@@ -148,5 +148,5 @@ async def test_with_redis_unreachable_requests_are_counted_in_process_and_the_br
         await limiter.stop()
     assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
-    errors = metrics.registry.get_sample_value("ratelimit_errors_total")
+    errors = metrics.registry.get_sample_value("healthinfo_ratelimit_errors_total")
     assert errors == 3, "the breaker should stop calling a dead Redis after 3 failures"

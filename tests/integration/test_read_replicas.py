@@ -90,11 +90,11 @@ async def counted(http: httpx.AsyncClient, name: str, **labels: str) -> float:
 
 
 async def replica_reads(http: httpx.AsyncClient) -> float:
-    return await counted(http, "replica_reads_total")
+    return await counted(http, "healthinfo_replica_reads_total")
 
 
 async def lagging(http: httpx.AsyncClient) -> float:
-    return await counted(http, "replica_fallbacks_total", reason="lagging")
+    return await counted(http, "healthinfo_replica_fallbacks_total", reason="lagging")
 
 
 def url(kit_id: str, suffix: str = "") -> str:
@@ -282,7 +282,9 @@ async def test_reads_are_served_by_the_primary_while_the_replica_is_down(
         cluster.standby.halt()
         try:
             assert [item["version"] for item in await history(http, kit_id, user)] == [1]
-            assert await counted(http, "replica_fallbacks_total", reason="unavailable") == 1
+            assert (
+                await counted(http, "healthinfo_replica_fallbacks_total", reason="unavailable") == 1
+            )
             ready = await http.get("/health/ready")
             assert ready.status_code == 200
             assert ready.json()["checks"]["replicas"] == "unavailable"

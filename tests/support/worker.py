@@ -21,7 +21,9 @@ class WorkerProcess:
         forward_url: str,
         name: str,
         extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
+        self.args = args
         fast = {f"HEALTHINFO_{key.upper()}": str(value) for key, value in FAST.items()}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("HEALTHINFO_")},
@@ -40,7 +42,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "healthinfo", "worker"]
+        command = [sys.executable, "-m", "healthinfo", "worker", *self.args]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
 

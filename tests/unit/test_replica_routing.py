@@ -210,11 +210,13 @@ class Setup:
             return cast(FakeUnitOfWork, uow).database.name
 
     def fallbacks(self, reason: str) -> float:
-        value = self.registry.get_sample_value("replica_fallbacks_total", {"reason": reason})
+        value = self.registry.get_sample_value(
+            "healthinfo_replica_fallbacks_total", {"reason": reason}
+        )
         return value or 0.0
 
     def replica_reads(self) -> float:
-        return self.registry.get_sample_value("replica_reads_total") or 0.0
+        return self.registry.get_sample_value("healthinfo_replica_reads_total") or 0.0
 
 
 async def test_without_replicas_every_read_goes_to_the_primary() -> None:

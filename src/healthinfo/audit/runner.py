@@ -41,34 +41,46 @@ class WriteRunner:
         kit_id: str,
         operation: Callable[[UnitOfWork], Awaitable[T]],
         audit_refusals: bool = True,
+        read: bool = False,
     ) -> T:
         """Commit ``operation``'s work; on a domain refusal, audit it and re-raise.
 
         ``audit_refusals=False`` is for reads: a refused read is an ordinary 404/403 that
         discloses nothing and was never written to the trail.
+
+        ``read=True`` says the operation discloses rather than changes (an audited read of
+        answers, an export): it commits only its audit event, and is counted in
+        ``healthinfo_audited_reads_total``, so that ``healthinfo_writes_total`` (and the write
+        success-rate alert) counts writes only.
         """
+        count = self._count_read if read else self._count_write
         try:
             with shared_key_reads():
                 async with self._uows.write() as uow:
                     result = await operation(uow)
         except Unavailable:
-            self._count(action, "unavailable")
+            count(action, "unavailable")
             raise
         except DomainError as exc:
-            self._count(action, exc.code)
+            count(action, exc.code)
             if audit_refusals:
                 await self._record_refusal(ctx, action, kit_id, exc)
             raise
         except Exception:
-            self._count(action, "error")
+            count(action, "error")
             raise
-        self._count(action, "ok")
+        count(action, "ok")
         return result
 
-    def _count(self, action: str, outcome: str) -> None:
-        """``health_information_writes_total``: ok, a refusal's code, unavailable or error."""
+    def _count_write(self, action: str, outcome: str) -> None:
+        """``healthinfo_writes_total``: ok, a refusal's code, unavailable or error."""
         if self._metrics is not None:
             self._metrics.writes.labels(action, outcome).inc()
+
+    def _count_read(self, action: str, outcome: str) -> None:
+        """``healthinfo_audited_reads_total``, with the same outcomes as the writes."""
+        if self._metrics is not None:
+            self._metrics.audited_reads.labels(action, outcome).inc()
 
     async def _record_refusal(
         self, ctx: RequestContext, action: str, kit_id: str, exc: DomainError

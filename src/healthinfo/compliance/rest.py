@@ -27,6 +27,7 @@ async def export_kit(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Respon
         action=EXPORT,
         kit_id=kit_id,
         operation=lambda uow: exporter.authorize(uow, ctx, kit_id),
+        read=True,
     )
     async with svc.replica_reads.for_kit(kit_id) as uow:
         document = await exporter.document(uow, ctx, kit_id, grant)

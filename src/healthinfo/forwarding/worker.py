@@ -23,6 +23,7 @@ from healthinfo.config import Settings
 from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.forwarding.relay import build_relay
 from healthinfo.forwarding.store import DeliveryStore
+from healthinfo.infra.metrics import register_standard_collectors
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,17 @@ async def run_worker(
     keystore = build_keystore(settings)
     try:
         registry = CollectorRegistry()
-        if metrics_address is not None:
-            host, port = metrics_address
-            start_http_server(port, addr=host, registry=registry)
+        register_standard_collectors(registry)
         relay = build_relay(
             settings,
             uows=UnitOfWorkFactory(engines),
             store=DeliveryStore(codec=payload_codec(keystore)),
             registry=registry,
         )
+        if metrics_address is not None:
+            # After the relay registered its metrics: a first scrape sees them all.
+            host, port = metrics_address
+            start_http_server(port, addr=host, registry=registry)
         await relay.start()
         logger.info("forwarding.worker_started", extra={"relay": relay.name})
         try:

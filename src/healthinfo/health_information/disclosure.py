@@ -36,7 +36,12 @@ async def read_current(
         return state
 
     return await svc.writes.run(
-        ctx, action=READ, kit_id=kit_id, operation=read_and_audit, audit_refusals=False
+        ctx,
+        action=READ,
+        kit_id=kit_id,
+        operation=read_and_audit,
+        audit_refusals=False,
+        read=True,
     )
 
 
@@ -51,4 +56,5 @@ async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: i
                 uow, ctx, kit_id, version=version
             ),
             audit_refusals=False,
+            read=True,
         )

@@ -115,24 +115,28 @@ class HubMetrics:
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.connections = Gauge(
-            "realtime_connections", "Live SSE and WebSocket connections here.", registry=registry
+            "healthinfo_realtime_connections",
+            "Live SSE and WebSocket connections here.",
+            registry=registry,
         )
         self.closed = Counter(
-            "realtime_closed_total",
+            "healthinfo_realtime_closed_total",
             "Live connections the server ended, by reason (shutdown, slow-consumer, …).",
             ["reason"],
             registry=registry,
         )
         self.refused = Counter(
-            "realtime_room_full_total", "Connections refused by the room limit.", registry=registry
+            "healthinfo_realtime_room_full_total",
+            "Connections refused by the room limit.",
+            registry=registry,
         )
         self.bus_dropped = Counter(
-            "realtime_bus_messages_dropped_total",
+            "healthinfo_realtime_bus_messages_dropped_total",
             "Malformed or misaddressed bus messages that were ignored.",
             registry=registry,
         )
         self.store_errors = Counter(
-            "realtime_room_store_errors_total",
+            "healthinfo_realtime_room_store_errors_total",
             "Room store (Redis) calls that failed; the hub fell back to local knowledge.",
             registry=registry,
         )

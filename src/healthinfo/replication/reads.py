@@ -139,12 +139,12 @@ class ReplicaReads:
         self._next = 0
         self._down_until = [0.0] * sources.replica_count
         self.served = Counter(
-            "replica_reads_total",
+            "healthinfo_replica_reads_total",
             "Reads (history, audit events, exports) served by a streaming replica.",
             registry=registry,
         )
         self.fallbacks = Counter(
-            "replica_fallbacks_total",
+            "healthinfo_replica_fallbacks_total",
             "Reads a replica could have served that the primary served, by reason.",
             ["reason"],
             registry=registry,
