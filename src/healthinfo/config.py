@@ -9,6 +9,7 @@ stack trace.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -130,6 +131,20 @@ class Settings(BaseSettings):
         default=True,
         description="Deliver from the serve process too; turn off where `healthinfo worker` runs.",
     )
+
+    # The legacy unversioned routes (docs/api-notes.md): when they stop, sent as `Sunset`.
+    legacy_sunset: datetime | None = Field(
+        default=None,
+        description="RFC 3339 date-time with an offset (2027-06-30T00:00:00Z); unset: no Sunset.",
+    )
+
+    @field_validator("legacy_sunset")
+    @classmethod
+    def _sunset_has_offset(cls, value: datetime | None) -> datetime | None:
+        """A Sunset is one instant for every client: a local time without offset is not."""
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("give a time zone offset, e.g. 2027-06-30T00:00:00Z")
+        return value
 
     @field_validator("database_url", "keystore_url")
     @classmethod
