@@ -16,9 +16,11 @@ from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from healthinfo import __version__
-from healthinfo.api import health
+from healthinfo.api import health, problem_pages
 from healthinfo.api.compression import add_compression
 from healthinfo.api.docs import install_docs
+from healthinfo.api.headers import SecurityHeadersMiddleware
+from healthinfo.api.methods import MethodsMiddleware
 from healthinfo.api.middleware import (
     BodyLimitMiddleware,
     LegacyRouteMiddleware,
@@ -310,16 +312,23 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     app.include_router(health.router)
     app.include_router(realtime_demo.router)
     install_docs(app)
+    app.include_router(problem_pages.router)
     # Run when SIGTERM arrives, before uvicorn waits for connections (see infra/serving.py).
     app.state.exit_hooks = [services.hub.begin_shutdown]
     install_token_redaction()
     install_problem_handlers(app)
     app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(LegacyRouteMiddleware, legacy_prefixes=LEGACY_PREFIXES)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.profiling_enabled:
         app.add_middleware(ProfilingMiddleware, tokens=services.tokens)
     add_compression(app)
+    # Outside compression, so a HEAD gets the compressed GET's headers; inside the header
+    # middleware below, so its OPTIONS answers and 405s carry theirs.
+    app.add_middleware(MethodsMiddleware, routes=lambda: app.routes)
+    app.add_middleware(
+        LegacyRouteMiddleware, legacy_prefixes=LEGACY_PREFIXES, sunset=settings.legacy_sunset
+    )
+    app.add_middleware(SecurityHeadersMiddleware, private_prefixes=("/v1/", *LEGACY_PREFIXES))
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)

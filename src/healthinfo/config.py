@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -251,6 +252,20 @@ class Settings(BaseSettings):
                 + ": use TLS, or name the exception in HEALTHINFO_ALLOW_INSECURE"
             )
         return self
+
+    # The legacy unversioned routes (docs/api-notes.md): when they stop, sent as `Sunset`.
+    legacy_sunset: datetime | None = Field(
+        default=None,
+        description="RFC 3339 date-time with an offset (2027-06-30T00:00:00Z); unset: no Sunset.",
+    )
+
+    @field_validator("legacy_sunset")
+    @classmethod
+    def _sunset_has_offset(cls, value: datetime | None) -> datetime | None:
+        """A Sunset is one instant for every client: a local time without offset is not."""
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("give a time zone offset, e.g. 2027-06-30T00:00:00Z")
+        return value
 
     @field_validator("database_url", "keystore_url")
     @classmethod

@@ -28,6 +28,7 @@ from fastapi.routing import iter_route_contexts
 
 from healthinfo.auth.tokens import mint_token
 from tests.support.asgi import http_status, websocket_answer
+from tests.support.legacy import DEPRECATION
 from tests.support.tokens import TEST_SECRET, auth
 
 pytestmark = pytest.mark.asyncio
@@ -368,7 +369,7 @@ async def test_legacy_route_answers_caller_as_the_matrix_says(
     assert response.status_code == expected, response.text
     if route.code_for(expected) is not None:
         assert response.json()["code"] == route.code_for(expected)
-    assert response.headers["deprecation"] == "true"
+    assert response.headers["deprecation"] == DEPRECATION
     assert response.headers["link"] == f'<{url_for(route, kit)}>; rel="successor-version"'
 
 

@@ -15,6 +15,7 @@ import pytest
 from healthinfo.fhir.mapping import answers_from_fhir, questionnaire_to_fhir
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from tests.support.answers import COMPLETE
+from tests.support.legacy import DEPRECATION
 from tests.support.problems import assert_problem, error_fields
 from tests.support.tokens import auth
 from tests.unit.test_fhir_mapping import assert_valid_questionnaire, assert_valid_response
@@ -193,7 +194,7 @@ async def test_legacy_route_negotiates_too(
     )
     assert response.status_code == 200
     assert media_type(response) == FHIR
-    assert response.headers["deprecation"] == "true"
+    assert response.headers["deprecation"] == DEPRECATION
 
 
 # --- GET questionnaire as FHIR ----------------------------------------------------------------

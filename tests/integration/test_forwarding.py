@@ -57,6 +57,7 @@ from tests.support.lab import (
     Respond,
     assert_delivered_once_each_in_kit_order,
 )
+from tests.support.legacy import DEPRECATION
 from tests.support.problems import assert_problem, running_app
 from tests.support.tokens import auth
 
@@ -309,7 +310,7 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_an_admin_retry_d
         assert_problem(bad_state, 422, "validation-failed")
         legacy = await client.get("/admin/deliveries", params={"state": "dead"}, headers=ADMIN)
         assert legacy.status_code == 200
-        assert legacy.headers["deprecation"] == "true"
+        assert legacy.headers["deprecation"] == DEPRECATION
         assert legacy.json()["items"] == items
 
         target = rows[0].event_id

@@ -15,6 +15,7 @@ from healthinfo.audit import rest as audit_rest
 from healthinfo.health_information import rest as health_information_rest
 from healthinfo.kits import rest as kits_rest
 from healthinfo.questionnaires import rest as questionnaires_rest
+from tests.support.legacy import DEPRECATION
 from tests.support.problems import PROBLEM_JSON, assert_problem
 from tests.support.tokens import auth
 
@@ -311,7 +312,7 @@ async def test_docs_page_is_html(client: httpx.AsyncClient) -> None:
 
 
 def assert_deprecated(response: httpx.Response, successor: str) -> None:
-    assert response.headers["deprecation"] == "true"
+    assert response.headers["deprecation"] == DEPRECATION
     assert response.headers["link"] == f'<{successor}>; rel="successor-version"'
 
 

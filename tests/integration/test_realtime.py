@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.answers import COMPLETE
 from tests.support.backends import sqlite_url
+from tests.support.legacy import DEPRECATION
 from tests.support.live import (
     LIVE_ENV,
     STARTUP_SECONDS,
@@ -259,7 +260,7 @@ async def test_legacy_routes_are_aliases(server: ServerProcess, http: httpx.Asyn
     kit_id = await claimed_kit(http, owner)
     await patch(http, kit_id, owner, {"heightCm": 170})
     async with sse(server.base_url, kit_id, owner, legacy=True) as stream:
-        assert stream.response.headers["deprecation"] == "true"
+        assert stream.response.headers["deprecation"] == DEPRECATION
         assert (await stream.event()).event == "snapshot"
     legacy_ws = server.base_url.replace("http", "ws", 1) + f"/kits/{kit_id}/health-information/ws"
     async with connect(legacy_ws, additional_headers=auth(owner)) as ws:

@@ -1,17 +1,28 @@
 """Schemathesis against the app's own ``/openapi.json``: generated requests, every response checked.
 
-Every operation of the schema (the ``/v1`` routes, their deprecated unversioned twins, health and
-metrics) is called with requests generated from the schema, authenticated as one owner (in
-negative mode a case may replace the bearer token with a malformed one, which must be 401). The kit
-ids in paths are either generated or, about half the time, one of the seeded kits that owner can
-reach (in progress with members, submitted, another user's kit the owner edits, another user's
-kit the owner cannot see), so cases get past access control and into the rules.
+Every operation of the schema (the ``/v1`` routes, their deprecated unversioned twins, health,
+metrics and the problem pages) is called in two of Schemathesis' phases, authenticated as one owner
+(in negative mode a case may replace the bearer token with a malformed one, which must be 401):
+
+* **fuzzing**: requests generated from the schema by Hypothesis. The kit ids in paths are either
+  generated or, about half the time, one of the seeded kits that owner can reach (in progress
+  with members, submitted, another user's kit the owner edits, another user's kit the owner
+  cannot see), so cases get past access control and into the rules;
+* **coverage**: Schemathesis' deterministic cases for each operation: boundary values, each
+  parameter missing or of the wrong type, unsupported media types, and every method the path
+  does not declare (``OPTIONS``, ``TRACE``, ``QUERY``…), which must be 405 with a complete
+  ``Allow`` (``ST204``), while ``OPTIONS`` must list exactly the documented methods (``ST205``).
 
 Checks on every response:
 
-* all of Schemathesis' built-in checks enabled by default, among them ``not_a_server_error``
-  (no 5xx), ``status_code_conformance`` (the status is documented), ``content_type_conformance``
-  and ``response_schema_conformance`` (the body matches the documented schema);
+* every check Schemathesis has (``--checks all``): ``not_a_server_error`` (no 5xx),
+  ``status_code_conformance`` (the status is documented), ``content_type_conformance``,
+  ``response_schema_conformance`` and ``response_headers_conformance``,
+  ``positive_data_acceptance``, ``negative_data_rejection`` (coverage cases only, see
+  ``Fuzzing.call``), ``missing_required_header``, ``ignored_auth``, ``unsupported_method``,
+  ``allow_header_conformance`` and ``max_response_time`` (10 s, as ``--checks all``); the
+  stateful ones (``use_after_free``, ``ensure_resource_availability``) need a stateful run and
+  pass vacuously here;
 * ``problem_json_for_errors`` (ours): every 4xx/5xx is ``application/problem+json`` with the
   RFC 9457 members and the contract's ``code``, its ``status`` equal to the response's, and its
   ``requestId`` equal to the ``X-Request-ID`` header;
@@ -23,9 +34,10 @@ They are covered by tests/integration/test_realtime*.py.
 
 Runs on one backend, PostgreSQL + Redis (SQLite only when ``HEALTHINFO_TEST_BACKENDS`` leaves
 PostgreSQL out): the checks are about the HTTP surface, the same on both databases, and one
-backend keeps the default run short. 18 cases per operation and mode by default, 200 with
-``HEALTHINFO_TEST_FULL=1``. The run asserts a minimum number of cases (1,000; 10,000 at full
-size), so a configuration mistake cannot make it pass by testing nothing.
+backend keeps the default run short. 18 fuzzing cases per operation and mode by default, 200
+with ``HEALTHINFO_TEST_FULL=1``, and every coverage case. The run asserts a minimum number of
+cases of each phase (fuzzing 1,000, 10,000 at full size; coverage 500), so a configuration
+mistake cannot make it pass by testing nothing.
 
 The run is also scanned for leaks (tests/support/phi_scan.py): the seeded answers carry marker
 values (free-text notes starting ``PHI-<run>``, a decimal with a run-specific fraction), tracing
@@ -77,6 +89,8 @@ FULL = os.environ.get("HEALTHINFO_TEST_FULL") == "1"
 EXAMPLES_PER_OPERATION = 200 if FULL else 18
 FUZZ_BACKEND = "postgres" if "postgres" in BACKENDS else BACKENDS[0]
 MIN_CASES = 10_000 if FULL else 1_000
+MIN_COVERAGE_CASES = 500
+MAX_RESPONSE_SECONDS = 10.0  # what ``--checks all`` sets
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_MEMBERS = ("type", "title", "status", "detail", "code", "requestId")
 STREAMING = r"/(events|ws)$"
@@ -90,7 +104,8 @@ CONFIG = schemathesis.Config.from_dict(
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2XX", "3XX", 401, 403, 404, 409, 412, 422, 429],
-            }
+            },
+            "max_response_time": MAX_RESPONSE_SECONDS,
         }
     }
 )
@@ -285,23 +300,25 @@ class Fuzzing:
     application: Any
     seeded: Seeded
     cases: int = 0
+    coverage_cases: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
-    def call(self, case: Case[Any]) -> None:
+    def call(self, case: Case[Any], *, swapped: bool = True) -> None:
+        """``swapped``: the case went through the seeded-kit hook (fuzzing)."""
         seeded = self.seeded
         kit = (case.path_parameters or {}).get("kitId")
         if kit in seeded.erased:
             with asgi.get_client(self.application) as client:
                 reseed(client, seeded, kit)
             seeded.erased.discard(kit)
-        # The harness adds a valid token and may swap in a seeded kit id, which can turn a
-        # generated invalid request into a valid one: "invalid data must be rejected" cannot
-        # be judged on such a case (every other check still runs on it).
+        # In fuzzing the harness may swap in a seeded kit id, which can turn a generated invalid
+        # request into a valid one: "invalid data must be rejected" cannot be judged on such a
+        # case (every other check still runs on it). Coverage cases are sent as generated.
         response = case.call_and_validate(
             headers=seeded.auth(seeded.owner),
             additional_checks=CUSTOM_CHECKS,
-            excluded_checks=[negative_data_rejection],
+            excluded_checks=[negative_data_rejection] if swapped else [],
         )
         self.cases += 1
         self.by_status[response.status_code] = self.by_status.get(response.status_code, 0) + 1
@@ -333,6 +350,22 @@ def fuzz_operation(fuzzing: Fuzzing, operation: Any, mode: GenerationMode) -> No
         fuzzing.failures.append(f"{operation.label} [{mode.value}]: {exc}{detail}")
 
 
+def cover_operation(fuzzing: Fuzzing, schema: Any, operation: Any) -> None:
+    """Run the operation's coverage-phase cases, as ``st run`` would; every failure recorded."""
+    config = schema.config.generation_for(operation=operation, phase="coverage")
+    modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+    for case in schema.iter_coverage_cases(
+        operation, generation_modes=modes, generation_config=config
+    ):
+        try:
+            fuzzing.call(case, swapped=False)
+        except (Exception, BaseExceptionGroup) as exc:  # every failure is collected
+            description = case.meta.phase.data.description if case.meta else ""
+            sent = f"{case.method} {case.formatted_path}"
+            fuzzing.failures.append(f"{operation.label} [coverage: {description}] {sent}: {exc}")
+        fuzzing.coverage_cases += 1
+
+
 def has_inputs(operation: Any) -> bool:
     parts = (operation.path_parameters, operation.query, operation.headers, operation.body)
     return any(len(part) for part in parts)
@@ -351,6 +384,7 @@ def fuzz_every_operation(fuzzing: Fuzzing) -> int:
         fuzz_operation(fuzzing, operation, GenerationMode.POSITIVE)
         if has_inputs(operation):  # nothing to make invalid in GET /health/live
             fuzz_operation(fuzzing, operation, GenerationMode.NEGATIVE)
+        cover_operation(fuzzing, loaded, operation)
     return len(operations)
 
 
@@ -467,7 +501,10 @@ def fuzz_run(
             operations = fuzz_every_operation(fuzzing)
         phi = scan_for_phi(fuzzing.seeded, log, spans)
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(fuzzing.by_status.items()))
-        print(f"\nschemathesis: {operations} operations, {fuzzing.cases} cases; {{{statuses}}}")
+        print(
+            f"\nschemathesis: {operations} operations, {fuzzing.cases} cases "
+            f"({fuzzing.coverage_cases} coverage); {{{statuses}}}"
+        )
         print(f"{phi.describe()} ({directory})")
         yield FuzzRun(fuzzing, operations, phi)
     finally:
@@ -478,7 +515,11 @@ def test_every_operation_conforms_to_the_schema(fuzz_run: FuzzRun) -> None:
     fuzzing = fuzz_run.fuzzing
     assert fuzz_run.operations >= 30
     assert not fuzzing.failures, "\n\n".join(fuzzing.failures)
-    assert fuzzing.cases >= MIN_CASES, f"only {fuzzing.cases} cases ran; expected ≥ {MIN_CASES}"
+    fuzzed = fuzzing.cases - fuzzing.coverage_cases
+    assert fuzzed >= MIN_CASES, f"only {fuzzed} fuzzing cases ran; expected ≥ {MIN_CASES}"
+    assert fuzzing.coverage_cases >= MIN_COVERAGE_CASES, (
+        f"only {fuzzing.coverage_cases} coverage cases ran; expected ≥ {MIN_COVERAGE_CASES}"
+    )
 
 
 def test_no_seeded_answer_or_credential_reaches_a_log_line_or_a_span(fuzz_run: FuzzRun) -> None:

@@ -10,6 +10,9 @@ import re
 import time
 import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -140,25 +143,58 @@ class MetricsMiddleware:
             self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
 
 
-class LegacyRouteMiddleware:
-    """The unversioned legacy API: same behaviour, plus Deprecation and successor Link headers."""
+# When the unversioned API was deprecated: the day /v1 shipped beside it (RFC 9745 wants the
+# moment deprecation took effect; docs/api-notes.md, "Legacy routes").
+DEPRECATED_SINCE = datetime(2026, 11, 25, tzinfo=UTC)
+# What a path keeps unencoded in the successor Link: RFC 3986's pchar and "/". Everything
+# else, control characters, spaces, quotes, "<" and ">" and non-ASCII included, is
+# percent-encoded, so no request path can break out of the header or of the <…> reference.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
-    def __init__(self, app: ASGIApp, *, legacy_prefixes: tuple[str, ...]) -> None:
+
+def deprecation_value(since: datetime) -> bytes:
+    """RFC 9745: ``@`` and the Unix time at which the resource was deprecated."""
+    return f"@{int(since.timestamp())}".encode()
+
+
+def sunset_value(sunset: datetime) -> bytes:
+    """RFC 8594: an HTTP-date (IMF-fixdate, RFC 9110 §5.6.7)."""
+    return format_datetime(sunset.astimezone(UTC), usegmt=True).encode()
+
+
+def successor_link(path: str) -> bytes:
+    """The ``Link`` to the /v1 twin of a legacy path, the path percent-encoded (ASCII only)."""
+    return f'<{quote(VERSION_PREFIX + path, safe=_PATH_SAFE)}>; rel="successor-version"'.encode()
+
+
+class LegacyRouteMiddleware:
+    """The unversioned legacy API: same behaviour, plus Deprecation, Sunset (when configured)
+    and successor Link headers."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        legacy_prefixes: tuple[str, ...],
+        sunset: datetime | None = None,
+        deprecated_since: datetime = DEPRECATED_SINCE,
+    ) -> None:
         self.app = app
         self.legacy_prefixes = legacy_prefixes
+        self.headers = [(b"deprecation", deprecation_value(deprecated_since))]
+        if sunset is not None:
+            self.headers.append((b"sunset", sunset_value(sunset)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith(self.legacy_prefixes):
             await self.app(scope, receive, send)
             return
-        link = f'</v1{path}>; rel="successor-version"'.encode()
+        added = [*self.headers, (b"link", successor_link(path))]
 
         async def send_deprecated(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(b"deprecation", b"true"), (b"link", link)]
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         await self.app(scope, receive, send_deprecated)

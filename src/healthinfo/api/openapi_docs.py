@@ -30,13 +30,15 @@ TAGS: Final = (
     ("compliance", "Audit trail and export."),
     ("forwarding", "Deliveries of submissions to the lab's API (admin)."),
     ("operations", "Health checks and metrics (no token)."),
+    ("problems", "What each problem `type` means and what a client should do (no token)."),
     (
         LEGACY_TAG,
-        "The unversioned twins of the `/v1` routes: identical behaviour, plus `Deprecation: true` "
-        'and `Link: </v1/…>; rel="successor-version"`. Use `/v1`.',
+        "The unversioned twins of the `/v1` routes: identical behaviour, plus `Deprecation` "
+        '(RFC 9745), `Sunset` when configured and `Link: </v1/…>; rel="successor-version"`. '
+        "Use `/v1`.",
     ),
 )
-PUBLIC_PATHS: Final = ("/health/", "/metrics", "/openapi.json", "/docs", "/demo")
+PUBLIC_PATHS: Final = ("/health/", "/metrics", "/openapi.json", "/docs", "/demo", "/problems/")
 WRITE_METHODS: Final = ("put", "patch", "post")
 # Route function names whose camelCase alone would not say what the operation does.
 OPERATION_IDS: Final = {"live": "getLiveness", "ready": "getReadiness", "metrics": "getMetrics"}

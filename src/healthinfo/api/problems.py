@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from healthinfo.api.headers import error_headers
 from healthinfo.common.uow import is_database_unavailable, unavailable_from
 from healthinfo.errors import (
     AlreadySubmitted,
@@ -67,14 +68,37 @@ STATUS: dict[type[DomainError], int] = {
     Unavailable: 503,
 }
 
-_FRAMEWORK_CODES = {404: "not-found", 405: "method-not-allowed", 406: "not-acceptable"}
+# The framework's own errors (routing, body parsing), by status: the contract's code where it
+# has one, so every code a client can see has its page under /problems/ (api/problem_pages.py).
+_FRAMEWORK_ERRORS: dict[int, tuple[str, str]] = {
+    400: (MalformedRequest.code, MalformedRequest.title),
+    401: (Unauthenticated.code, Unauthenticated.title),
+    404: (NotFound.code, NotFound.title),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: (PayloadTooLarge.code, PayloadTooLarge.title),
+    415: (UnsupportedMediaType.code, UnsupportedMediaType.title),
+}
+HTTP_ERROR = ("http-error", "HTTP error")  # any other status the framework raises
+INTERNAL_ERROR = "internal-error"
 
 
-def status_of(error: DomainError) -> int:
-    for cls in type(error).__mro__:
+def emitted_codes() -> frozenset[str]:
+    """Every problem ``code`` this service can send: its domain errors and the framework's."""
+    domain = {cls.code for cls in STATUS}
+    framework = {code for code, _ in _FRAMEWORK_ERRORS.values()}
+    return frozenset(domain | framework | {HTTP_ERROR[0], INTERNAL_ERROR})
+
+
+def status_for(error_type: type[DomainError]) -> int:
+    for cls in error_type.__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+def status_of(error: DomainError) -> int:
+    return status_for(type(error))
 
 
 def close_code(error: DomainError) -> int:
@@ -181,8 +205,7 @@ def _field_name(loc: Any) -> str:
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    code = _FRAMEWORK_CODES.get(exc.status_code, f"http-{exc.status_code}")
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    code, title = _FRAMEWORK_ERRORS.get(exc.status_code, HTTP_ERROR)
     detail = "No such route." if exc.status_code == 404 else str(exc.detail)
     body = problem_body(
         status=exc.status_code,
@@ -200,7 +223,9 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if is_database_unavailable(exc):  # raised outside a unit of work (e.g. the key store)
-        return _response_for(request, unavailable_from(exc))
+        response = _response_for(request, unavailable_from(exc))
+        response.headers.update(error_headers(request.scope))
+        return response
     # The frames, never the message (infra/logging.py): a message can quote a stored value.
     logger.error(
         "request.unhandled_exception",
@@ -209,13 +234,16 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     )
     body = problem_body(
         status=500,
-        code="internal-error",
+        code=INTERNAL_ERROR,
         title="Internal server error",
         detail="Something failed on our side. Quote the request id when you report it.",
         instance=request.url.path,
         request_id=request_id_of(request),
     )
-    headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
+    # Sent by Starlette's outermost middleware, past every one of ours: the headers they add.
+    headers = error_headers(request.scope)
+    if body["requestId"]:
+        headers["X-Request-ID"] = body["requestId"]
     return problem_response(body, headers)
 
 

@@ -25,12 +25,16 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from healthinfo.api.deps import KitId, ServicesDep
+from healthinfo.api.methods import is_head
 from healthinfo.api.openapi import problems
+from healthinfo.auth.access import Permission
+from healthinfo.auth.actor import Actor
 from healthinfo.common.context import Channel, RequestContext
 from healthinfo.realtime.connect import admit, last_event_id, open_stream
 from healthinfo.realtime.events import LiveEvent
 from healthinfo.realtime.hub import LIFETIME, SHUTDOWN, SLOW_CONSUMER, RoomHub
 from healthinfo.realtime.stream import LiveStream
+from healthinfo.services import Services
 
 router = APIRouter(tags=["real-time"])
 PATH = "/kits/{kitId}/health-information/events"
@@ -38,6 +42,7 @@ EVENT_STREAM = "text/event-stream"
 # How long a stream whose subscription closed may take to send its last words (a slow client
 # blocks the send) before the connection is dropped without them.
 FINAL_SEND_SECONDS = 2.0
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _JITTER = random.Random()  # our own: never the process-wide state (infra/tracing.py says why)
 
 
@@ -74,6 +79,8 @@ async def follow_health_information(
         address=request.client.host if request.client else None,
     )
     resume_after = last_event_id(last_event_id_header, last_event_id_query)
+    if is_head(request.scope):
+        return await _head(svc, actor, kit_id)
     ctx = RequestContext(
         actor=actor,
         channel=Channel.SSE,
@@ -93,6 +100,16 @@ async def follow_health_information(
     )
 
 
+async def _head(svc: Services, actor: Actor, kit_id: str) -> Response:
+    """HEAD: the same access check and headers as GET, but no place in the room, no snapshot
+    read and no audited disclosure, since nothing is sent (so no 429 ``room-full`` either)."""
+    async with svc.uows.read() as uow:
+        await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
+    response = Response(media_type=EVENT_STREAM, headers=STREAM_HEADERS)
+    del response.headers["content-length"]  # a stream has none
+    return response
+
+
 class EventStreamResponse(Response):
     media_type = EVENT_STREAM
 
@@ -109,7 +126,7 @@ class EventStreamResponse(Response):
         # Like StreamingResponse: no ``body`` attribute, so no Content-Length header.
         self.status_code = 200
         self.background = None
-        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.init_headers(STREAM_HEADERS)
         self._hub = hub
         self._stream = stream
         self._opening = opening
