@@ -14,7 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from healthinfo.common.flags import OFF, ON, Flag
@@ -114,7 +121,14 @@ class Settings(BaseSettings):
     realtime_presence_ttl_seconds: float = Field(default=30.0, ge=0.5, le=600)
     bus_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_json: bool = True
+    # Logs (docs/operations.md#logs): true JSON lines, false the console layout, unset or
+    # "auto" JSON unless stdout is a terminal.
+    log_json: Annotated[
+        bool | None,
+        BeforeValidator(
+            lambda v: None if isinstance(v, str) and v.strip().lower() in ("", "auto") else v
+        ),
+    ] = Field(default=None, description="true: JSON lines; false: console; unset/auto: by TTY.")
     # Observability (docs/operations.md): tracing, error tracking, profiling.
     otel_enabled: bool = False
     otel_exporter_endpoint: str | None = Field(

@@ -7,20 +7,27 @@ skipped. Runs once, on its own SQLite server: the page is what is under test her
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
+from healthinfo.auth.tokens import mint_token
 from tests.support.backends import sqlite_url
 from tests.support.live import LIVE_ENV, STARTUP_SECONDS
 from tests.support.server import ServerProcess
-from tests.support.tokens import auth, token
+from tests.support.tokens import TEST_SECRET, auth, token
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+LIVE_ROUTES = re.compile(r"/health-information/(events|ws)")
+HEIGHT = "\u201cWhat is your height in centimetres?\u201d"
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,14 +77,41 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def open_demo(browser: Browser, server: ServerProcess, kit_id: str, user: str) -> Page:
+    page = await open_page(browser, server, kit_id, token(user))
+    await expect(page.locator("#status")).to_have_text("live")
+    return page
+
+
+async def open_page(
+    browser: Browser, server: ServerProcess, kit_id: str, bearer: str, seen: list[str] | None = None
+) -> Page:
+    """The demo page for ``kit_id`` with ``bearer``; ``seen`` collects its live-route requests."""
     context = await browser.new_context()
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(f"{server.base_url}/demo#kit={kit_id}&token={token(user)}")
-    await expect(page.locator("#status")).to_have_text("live")
+    if seen is not None:
+
+        def note(request: Request) -> None:
+            if LIVE_ROUTES.search(request.url):
+                seen.append(request.url)
+
+        page.on("request", note)
+    await page.goto(f"{server.base_url}/demo#kit={kit_id}&token={bearer}")
     assert errors == []
     return page
+
+
+async def claimed_kit(server: ServerProcess, owner: str, *editors: str) -> str:
+    kit_id = f"KIT-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        assert (await http.post(f"/v1/kits/{kit_id}/claim", headers=auth(owner))).status_code == 201
+        for editor in editors:
+            member = await http.put(
+                f"/v1/kits/{kit_id}/members/{editor}", json={"role": "editor"}, headers=auth(owner)
+            )
+            assert member.status_code == 201
+    return kit_id
 
 
 async def test_an_edit_in_one_browser_appears_in_the_other(
@@ -122,6 +156,71 @@ async def test_an_edit_in_one_browser_appears_in_the_other(
     await alice.evaluate("state.version = 1")
     await alice.fill("#q-heightCm", "175")
     await alice.press("#q-heightCm", "Tab")
-    await expect(alice.locator("#conflict")).to_contain_text("heightCm")
+    await expect(alice.locator("#conflict")).to_contain_text("What is your height in centimetres?")
     await expect(alice.locator("#q-heightCm")).to_have_value("182")
     await expect(bob.locator("#q-heightCm")).to_have_value("182")
+
+
+async def test_someone_who_is_not_a_member_is_told_how_to_be_added_and_it_stops_reconnecting(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    owner, stranger = f"alice-{uuid.uuid4().hex[:6]}", f"mallory-{uuid.uuid4().hex[:6]}"
+    kit_id = await claimed_kit(demo_server, owner)
+    seen: list[str] = []
+    page = await open_page(browser, demo_server, kit_id, token(stranger), seen)
+
+    await expect(page.locator("#status")).to_have_text("not a member")
+    error = page.locator("#error")
+    await expect(error).to_contain_text(f"You are not a member of kit {kit_id}")
+    await expect(error).to_contain_text("ask the kit's owner to add you")
+    await expect(error).to_contain_text(f"PUT /v1/kits/{kit_id}/members/{stranger}")
+    attempts = len(seen)
+    await asyncio.sleep(5)  # EventSource and the WebSocket would have retried by now
+    assert len(seen) == attempts
+    await expect(page.locator("#status")).to_have_text("not a member")
+    await expect(page.locator("#q-heightCm")).to_be_disabled()
+
+
+async def test_an_expired_token_is_reported_as_invalid_or_expired(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    owner = f"alice-{uuid.uuid4().hex[:6]}"
+    kit_id = await claimed_kit(demo_server, owner)
+    expired = mint_token(
+        TEST_SECRET.encode(), sub=owner, ttl_seconds=60, now=datetime.now(UTC) - timedelta(hours=2)
+    )
+    seen: list[str] = []
+    page = await open_page(browser, demo_server, kit_id, expired, seen)
+
+    await expect(page.locator("#status")).to_have_text("signed out")
+    await expect(page.locator("#error")).to_contain_text("Your token is invalid or has expired")
+    await asyncio.sleep(2)
+    assert seen == []  # nothing live was even tried with it
+
+
+async def test_banners_and_presence_name_questions_by_their_text_not_their_id(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    owner, editor = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    kit_id = await claimed_kit(demo_server, owner, editor)
+    alice = await open_demo(browser, demo_server, kit_id, owner)
+    bob = await open_demo(browser, demo_server, kit_id, editor)
+
+    await bob.focus("#q-weightKg")
+    await expect(alice.locator("#presence")).to_contain_text(
+        f"{editor} · \u201cWhat is your weight in kilograms?\u201d"
+    )
+    await bob.fill("#q-heightCm", "182")
+    await bob.press("#q-heightCm", "Tab")
+    await expect(alice.locator("#q-heightCm")).to_have_value("182")
+    await expect(alice.locator("#log")).to_contain_text("What is your height in centimetres?")
+
+    await alice.evaluate("state.version = 0")  # Alice's view pinned before Bob's edit
+    await alice.fill("#q-heightCm", "175")
+    await alice.press("#q-heightCm", "Tab")
+    conflict = alice.locator("#conflict")
+    await expect(conflict).to_contain_text(
+        f"Someone else changed {HEIGHT} (by {editor}, version 1)"
+    )
+    await expect(conflict).not_to_contain_text("heightCm")
+    await expect(alice.locator("#presence")).not_to_contain_text("weightKg")

@@ -1,4 +1,8 @@
-"""Logs: structlog, one JSON object per line on stdout, redacted, with request and trace ids.
+"""Logs: structlog on stdout, redacted, with request and trace ids; JSON unless a person reads.
+
+The renderer: one JSON object per line when stdout is not a terminal (a pipe, a file, a log
+collector), structlog's console layout when it is (colours only then); ``HEALTHINFO_LOG_JSON``
+forces either (``true``/``false``; unset or ``auto``: decided by the terminal).
 
 Every line, whether it comes from structlog (``structlog.get_logger().info("cache.warmed")``)
 or from the standard library (our ``logging.getLogger(__name__)`` calls with ``extra=``,
@@ -10,7 +14,7 @@ uvicorn, SQLAlchemy, httpx), passes through the same processors (structlog's
    span's, else the trace id of the request's W3C ``traceparent``), on every line;
 3. exceptions rendered as type and frames only: an exception's *message* can quote a value
    (``ValueError(f"bad answer {x}")``), so it is never written;
-4. the redaction processor (``infra/redaction.py``), last before rendering.
+4. the redaction processor (``infra/redaction.py``), last before rendering, whichever renderer.
 
 ``configure_logging`` is idempotent: ``healthinfo serve`` calls it before uvicorn starts and
 ``create_app`` calls it again; each call replaces our handler and nothing else.
@@ -176,12 +180,45 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def build_formatter(*, json: bool) -> structlog.stdlib.ProcessorFormatter:
-    """The formatter of our handler; tests attach it to a capturing handler too."""
-    renderer: Processor = (
-        structlog.processors.JSONRenderer(sort_keys=False)
+def exception_as_text(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """For the console: our ``exception`` description as indented lines (the console renderer
+    prints an ``exception`` string under the line; it cannot print a mapping)."""
+    described = event_dict.get("exception")
+    if isinstance(described, dict):
+        causes = described.get("causes") or []
+        head = str(described.get("type", "exception"))
+        if causes:
+            head += " (caused by " + ", ".join(str(cause) for cause in causes) + ")"
+        frames = [f"  {frame}" for frame in described.get("frames") or []]
+        event_dict["exception"] = "\n".join([head, *frames])
+    return event_dict
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether a person is reading ``stream`` (a closed or replaced stream counts as not)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def wants_json(json: bool | None, stream: TextIO) -> bool:
+    """``json`` when set; unset (auto): JSON unless ``stream`` is a terminal."""
+    return json if json is not None else not is_terminal(stream)
+
+
+def build_formatter(*, json: bool, colors: bool = False) -> structlog.stdlib.ProcessorFormatter:
+    """The formatter of our handler; tests attach it to a capturing handler too.
+
+    Redaction runs before the renderer, so the console layout is as clean as the JSON one.
+    """
+    renderers: list[Processor] = (
+        [structlog.processors.JSONRenderer(sort_keys=False)]
         if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else [
+            exception_as_text,
+            structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False),
+        ]
     )
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_processors()],
@@ -190,7 +227,7 @@ def build_formatter(*, json: bool) -> structlog.stdlib.ProcessorFormatter:
             _drop_duplicates,
             render_exception,
             redact,
-            renderer,
+            *renderers,
         ],
     )
 
@@ -218,8 +255,12 @@ class StdoutHandler(logging.StreamHandler[TextIO]):
         pass
 
 
-def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
-    """Route structlog and the standard library through our processors to stdout. Idempotent."""
+def configure_logging(*, level: str = "INFO", json: bool | None = None) -> None:
+    """Route structlog and the standard library through our processors to stdout. Idempotent.
+
+    ``json=None`` (auto): JSON unless stdout is a terminal, where the console layout (coloured)
+    is easier to read; ``True``/``False`` force either.
+    """
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -235,7 +276,8 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
         root.removeHandler(handler)
     handler = StdoutHandler()
     handler.addFilter(ProtocolChatterFilter())
-    handler.setFormatter(build_formatter(json=json))
+    terminal = is_terminal(sys.stdout)
+    handler.setFormatter(build_formatter(json=wants_json(json, sys.stdout), colors=terminal))
     root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET_LOGGERS:
