@@ -20,12 +20,15 @@ from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
 from healthinfo.api.responses import json_response
 from healthinfo.common.clock import to_rfc3339
+from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.kits.schemas import ClaimDoc, MemberDoc, MemberList, MemberRole
 from healthinfo.kits.service import ClaimResult, Member
 
 router = APIRouter(tags=["kits"])
-UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
+UserId = Annotated[
+    str, Path(alias="userId", min_length=1, max_length=255, pattern=PRINTABLE_PATTERN)
+]
 
 
 def _member(member: Member) -> dict[str, object]:
