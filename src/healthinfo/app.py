@@ -69,7 +69,7 @@ from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
 from healthinfo.infra.resilient_cache import CircuitBreaker
 from healthinfo.infra.tracing import build_tracing
 from healthinfo.kits import rest as kits_rest
-from healthinfo.kits.schemas import MemberRole
+from healthinfo.kits.schemas import ClaimRequest, MemberRole, OwnerRequest
 from healthinfo.kits.service import KitService
 from healthinfo.questionnaires import rest as questionnaires_rest
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
@@ -84,7 +84,15 @@ from healthinfo.services import Services
 logger = logging.getLogger(__name__)
 
 LEGACY_PREFIXES = ("/kits/", "/questionnaires/", "/admin/")
-BODY_SCHEMAS = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
+BODY_SCHEMAS = (
+    Problem,
+    ReplaceAnswers,
+    PatchAnswers,
+    Amendment,
+    MemberRole,
+    ClaimRequest,
+    OwnerRequest,
+)
 
 
 def build_engines(settings: Settings) -> Engines:
