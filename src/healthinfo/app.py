@@ -33,6 +33,7 @@ from healthinfo.api.profiling import ProfilingMiddleware
 from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
 from healthinfo.api.request_log import RequestLogMiddleware
 from healthinfo.audit import rest as audit_rest
+from healthinfo.audit.reasons import ReasonCodec
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
@@ -162,7 +163,12 @@ def build_services(
         cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled, near=near
     )
     changes = ChangeRecord()
-    audit = ChangeTrackingAuditLog(changes) if engines.replicas else AuditLog()
+    reasons = ReasonCodec(codec)  # amendment reasons under the kit's key, like its answers
+    audit = (
+        ChangeTrackingAuditLog(changes, reasons=reasons)
+        if engines.replicas
+        else AuditLog(reasons=reasons)
+    )
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
     health_information = HealthInformationService(

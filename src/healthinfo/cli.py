@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from healthinfo.auth.actor import ADMIN, AUDITOR
@@ -128,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     legacy.add_argument("--answers-field", default="answers", help="'' = the whole document")
     legacy.add_argument("--owner-field", default="userId", help="'' = no owner in the data")
     legacy.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+    legacy.add_argument(
+        "--claim-codes-file",
+        type=Path,
+        help="write the claim codes of ownerless kits to this new file (0600), not to stdout",
+    )
     legacy.set_defaults(handler=_import_legacy)
 
     rotate = commands.add_parser(
@@ -418,7 +424,15 @@ def _import_legacy(settings: Settings, args: argparse.Namespace) -> int:
             report = await LegacyImporter(services, options).run(args.redis_url)
         finally:
             await _close(engines, keystore)
-        return {"dryRun": args.dry_run, **report.as_dict()}
+        if args.claim_codes_file is None:
+            return {"dryRun": args.dry_run, **report.as_dict()}
+        _write_private(args.claim_codes_file, json.dumps(report.claim_codes_as_list(), indent=2))
+        return {
+            "dryRun": args.dry_run,
+            **report.as_dict(with_claim_codes=False),
+            "claimCodesFile": str(args.claim_codes_file),
+            "claimCodesWritten": len(report.claim_codes),
+        }
 
     print(json.dumps(asyncio.run(run()), indent=2))
     return 0
@@ -441,6 +455,13 @@ async def _require_schemas_at_head(
             raise OperatorError(
                 f"{why} {name} schema is {state.describe()}: run healthinfo migrate first"
             )
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Claim codes are secrets: a new file only its owner can read (never overwritten)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(content + "\n")
 
 
 def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:

@@ -84,6 +84,8 @@ AMEND = Route(
 EXPORT = Route("GET", "/kits/{kitId}/export")
 EVENTS = Route("GET", "/kits/{kitId}/health-information/events", kind="sse")
 SOCKET = Route("WEBSOCKET", "/kits/{kitId}/health-information/ws", kind="websocket")
+CLAIM_CODES = Route("POST", "/kits/{kitId}/claim-codes")
+OWNER_PUT = Route("PUT", "/kits/{kitId}/owner", {"userId": "new-owner"})
 DELIVERIES = Route("GET", "/admin/deliveries")
 DELIVERY_RETRY = Route("POST", "/admin/deliveries/{id}/retry")
 
@@ -114,6 +116,9 @@ _TABLE: dict[Route, tuple[int, ...]] = {
     HISTORY_VERSION: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
     # Claiming a kit someone else owns is 409 for everyone but the owner (contract).
     CLAIM:           (401, 401, 401, 401, 401, 409, 409, 409, 200, 409, 409),
+    # The arranged kit has an owner: an admin gets past access control to 409.
+    CLAIM_CODES:     (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403),
+    OWNER_PUT:       (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 403),
     MEMBERS:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
     MEMBER_PUT:      (401, 401, 401, 401, 401, 404, 403, 403, 201, 201, 403),
     MEMBER_DELETE:   (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403),

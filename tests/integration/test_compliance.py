@@ -162,6 +162,51 @@ async def test_admin_exports_any_kit(client: httpx.AsyncClient, kit_id: str, use
     assert (await client.get(f"/v1/kits/{kit_id}/export", headers=ADMIN)).status_code == 200
 
 
+async def editor_writes_from_elsewhere(
+    app: FastAPI, client: httpx.AsyncClient, kit_id: str, owner: str
+) -> None:
+    """An editor writes from an address and browser of their own (not the owner's)."""
+    await client.put(f"/v1/kits/{kit_id}/members/ed", json={"role": "editor"}, headers=auth(owner))
+    elsewhere = httpx.ASGITransport(app=app, client=("198.51.100.23", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://testserver") as editor:
+        response = await editor.patch(
+            url(kit_id),
+            json={"answers": {"weightKg": 70}},
+            headers={**auth("ed"), "User-Agent": "EditorBrowser/1.0"},
+        )
+        assert response.status_code == 200
+
+
+async def test_the_owners_export_shows_only_the_owners_own_addresses(
+    app: FastAPI, client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    await save(client, kit_id, user, {"heightCm": 180})
+    await editor_writes_from_elsewhere(app, client, kit_id, user)
+    response = await client.get(
+        f"/v1/kits/{kit_id}/export", headers={**auth(user), "User-Agent": "OwnerApp/2.0"}
+    )
+    events = response.json()["auditEvents"]
+    assert "198.51.100.23" not in response.text
+    assert "EditorBrowser" not in response.text
+    editors = {(e["clientAddress"], e["userAgent"]) for e in events if e["actor"] == "ed"}
+    assert editors == {(None, None)}
+    owners = [e for e in events if e["actor"] == user]
+    assert {e["clientAddress"] for e in owners} == {"203.0.113.7"}
+    assert owners[-1]["userAgent"] == "OwnerApp/2.0"
+
+
+async def test_an_admins_export_shows_every_address(
+    app: FastAPI, client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    await save(client, kit_id, user, {"heightCm": 180})
+    await editor_writes_from_elsewhere(app, client, kit_id, user)
+    events = (await client.get(f"/v1/kits/{kit_id}/export", headers=ADMIN)).json()["auditEvents"]
+    editors = [e for e in events if e["actor"] == "ed"]
+    assert {(e["clientAddress"], e["userAgent"]) for e in editors} == {
+        ("198.51.100.23", "EditorBrowser/1.0")
+    }
+
+
 # -- amendments -------------------------------------------------------------------------
 
 

@@ -223,3 +223,21 @@ async def test_expired_keys_are_purged(app: FastAPI, user: str) -> None:
     await store.begin(user, "k-purge", "c" * 64, kit_id="K")
     moments[0] = moments[0] + timedelta(hours=25)
     assert await store.purge_expired() >= 1
+
+
+async def test_a_replay_after_losing_access_is_404_not_the_stored_response(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    carer = f"carer-{kit_id}"
+    await client.put(url(kit_id), json={"answers": {}}, headers=auth(user))
+    await client.put(
+        f"/v1/kits/{kit_id}/members/{carer}", json={"role": "editor"}, headers=auth(user)
+    )
+    body = {"answers": {"heightCm": 170}}
+    first = await client.patch(url(kit_id), json=body, headers=headers(carer, "k-gone"))
+    assert first.status_code == 200
+    await client.delete(f"/v1/kits/{kit_id}/members/{carer}", headers=auth(user))
+    replay = await client.patch(url(kit_id), json=body, headers=headers(carer, "k-gone"))
+    assert replay.status_code == 404
+    assert replay.json()["code"] == "not-found"
+    assert "heightCm" not in replay.text

@@ -184,7 +184,16 @@ async def test_admin_write_does_not_claim_the_kit(client: httpx.AsyncClient) -> 
     ).status_code == 201
     response = await put_answers(client, kit_id, admin, {"heightCm": 180}, "admin")
     assert response.status_code == 201
-    assert (await claim(client, kit_id, user)).status_code == 201
+    # Now it holds answers: naming it claims nothing (tests/integration/test_claiming.py);
+    # the admin's claim code does.
+    assert (await claim(client, kit_id, user)).status_code == 404
+    issued = await client.post(f"/v1/kits/{kit_id}/claim-codes", headers=auth(admin, "admin"))
+    claimed = await client.post(
+        f"/v1/kits/{kit_id}/claim",
+        json={"claimCode": issued.json()["claimCode"]},
+        headers=auth(user),
+    )
+    assert claimed.status_code == 201
     assert (await read(client, kit_id, user)).json()["answers"] == {"heightCm": 180}
 
 

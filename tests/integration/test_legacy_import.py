@@ -275,3 +275,54 @@ async def test_a_dry_run_on_an_unmigrated_database_refuses_in_one_line(
     assert not (tmp_path / "data" / "healthinfo.db").exists() or (
         await row_counts(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'healthinfo.db'}") == {}
     )
+
+
+async def test_an_ownerless_import_gets_a_claim_code_and_naming_it_claims_nothing(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 171}}})
+    report = await LegacyImporter(app.state.services, options(legacy_prefix, owner_field=None)).run(
+        REDIS_URL
+    )
+    [issued] = report.as_dict()["claimCodes"]
+    assert issued["kitId"] == kit_id
+    assert (await client.post(f"/v1/kits/{kit_id}/claim", headers=auth("guess"))).status_code == 404
+    claimed = await client.post(
+        f"/v1/kits/{kit_id}/claim", json={"claimCode": issued["claimCode"]}, headers=auth("mum")
+    )
+    assert claimed.status_code == 201
+    read = await client.get(f"/v1/kits/{kit_id}/health-information", headers=auth("mum"))
+    assert read.json()["answers"] == {"heightCm": 171}
+
+
+async def test_an_import_with_an_owner_hands_out_no_claim_code(
+    app: FastAPI, legacy_prefix: str, kit_id: str
+) -> None:
+    await fill(legacy_prefix, {kit_id: {"answers": {"heightCm": 171}, "userId": "mum"}})
+    report = await LegacyImporter(app.state.services, options(legacy_prefix)).run(REDIS_URL)
+    assert report.as_dict()["claimCodes"] == []
+
+
+def test_the_command_writes_claim_codes_to_a_private_file_not_to_stdout(
+    legacy_prefix: str, tmp_path: Path
+) -> None:
+    import asyncio
+    import stat
+
+    asyncio.run(fill(legacy_prefix, {"CLI-CODE-1": {"answers": {"heightCm": 150}}}))
+    codes = tmp_path / "codes.json"
+    env = {**os.environ, "HEALTHINFO_DATA_DIR": str(tmp_path), "HEALTHINFO_JWT_SECRET": TEST_SECRET}
+    command = [
+        *(sys.executable, "-m", "healthinfo", "import-legacy-redis"),
+        *("--redis-url", REDIS_URL, "--pattern", legacy_prefix + "*"),
+        *("--owner-field", "", "--claim-codes-file", str(codes)),
+    ]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    [issued] = json.loads(codes.read_text())
+    assert issued["kitId"] == "CLI-CODE-1"
+    assert stat.S_IMODE(codes.stat().st_mode) == 0o600
+    assert issued["claimCode"] not in result.stdout + result.stderr
+    assert json.loads(result.stdout)["claimCodesWritten"] == 1

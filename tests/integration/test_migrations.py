@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from healthinfo.common.database import create_engines
@@ -202,3 +202,63 @@ async def _events_before_the_chain(engine: AsyncEngine, count: int) -> None:
                 ),
                 {"e": f"e-{i}", "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC)},
             )
+
+
+async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_them(
+    empty_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    from healthinfo.audit import chain
+    from healthinfo.audit.reasons import ReasonCodec
+    from healthinfo.audit.service import AuditEntry, AuditLog
+    from healthinfo.auth.actor import Actor
+    from healthinfo.common.context import Channel, RequestContext
+    from healthinfo.common.database import Engines
+    from healthinfo.common.uow import UnitOfWorkFactory
+    from healthinfo.crypto.codec import EncryptedAnswerCodec
+    from healthinfo.crypto.keystore import KeyStore
+    from healthinfo.crypto.master_keys import MasterKeyring, new_key_spec
+
+    keystore_engines = create_engines(sqlite_url(tmp_path), pool_size=2, max_overflow=0, timeout=10)
+    keystore = KeyStore(keystore_engines, MasterKeyring.parse(new_key_spec("m1")))
+    codec = EncryptedAnswerCodec(keystore)
+    reasons = ReasonCodec(codec)
+    await migrate.upgrade(keystore_engines.write, location=migrate.KEYSTORE_MIGRATIONS_DIR)
+    await migrate.upgrade(empty_engine, "0007")
+    uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
+    ctx = RequestContext(actor=Actor("admin"), channel=Channel.REST)
+    amend, erase = "health-information.amend", "health-information.erase"
+    async with uows.write() as uow:  # reasons in plain text, as 0007 stored them
+        for entry in (
+            AuditEntry(amend, "KEPT", reason="typo per lab"),
+            AuditEntry("kit.test", "KEPT"),
+            AuditEntry(amend, "GONE", reason="diabetic, per lab"),
+            AuditEntry(erase, "GONE"),
+        ):
+            await AuditLog().record(uow, ctx, entry)
+
+    async def reasons_of(kit_id: str) -> list[str | None]:
+        async with empty_engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT reason FROM audit_events WHERE kit_id = :k AND action = :a"),
+                {"k": kit_id, "a": amend},
+            )
+            return [r.reason for r in rows]
+
+    async def chains_hold() -> bool:
+        async with uows.read() as uow:
+            return all([(await chain.verify(uow, k))[1] is None for k in ("KEPT", "GONE")])
+
+    try:
+        await migrate.upgrade(empty_engine, "0008", codec=codec)
+        [kept], [gone] = await reasons_of("KEPT"), await reasons_of("GONE")
+        assert kept.startswith("enc1:")
+        assert gone.startswith("enc1:")
+        assert "diabetic" not in gone
+        assert (await reasons.reveal("KEPT", kept)).text == "typo per lab"
+        assert (await reasons.reveal("GONE", gone)).erased
+        assert await chains_hold()
+        await migrate.downgrade(empty_engine, "0007", codec=codec)
+        assert (await reasons_of("KEPT"), await reasons_of("GONE")) == (["typo per lab"], [None])
+        assert await chains_hold()
+    finally:
+        await keystore_engines.dispose()

@@ -10,7 +10,8 @@ erasure shreds stored idempotent answers, docs/security.md) — predicts every s
 problem code and resulting state:
 
 * who may do what (owner, editor, viewer, admin; a stranger gets 404, a role without the right
-  403; auto-claim on the first write by a non-admin; the claim rolls back with a refused write);
+  403; auto-claim on the first write by a non-admin to a kit without answers; the claim rolls
+  back with a refused write; an ownerless kit holding answers is not claimed by naming it);
 * a version grows by exactly 1 per accepted change; a write that changes nothing creates none;
 * submitted (and amended) data is immutable: every write is 409 ``already-submitted``;
 * ``If-Match`` is strong and strict (412 with ``currentVersion``); ``baseVersion`` conflicts are
@@ -168,6 +169,11 @@ class KitModel:
         return self.history[-1].version if self.answers is not None else None
 
     @property
+    def claimable_by_name(self) -> bool:
+        """No owner and no answers: naming the kit claims it (with answers: a claim code)."""
+        return self.owner is None and self.answers is None
+
+    @property
     def updated_by(self) -> str | None:
         return self.history[-1].by if self.history else None
 
@@ -224,7 +230,8 @@ def predict_write(
 ) -> tuple[Expect, KitModel]:
     """PUT, PATCH and POST …/submit; returns the prediction and the kit afterwards."""
     # Auto-claim happens inside the write's transaction: it sticks only if the write commits.
-    after = kit.claimed_by(actor) if kit.owner is None and actor != ADMIN else copy.deepcopy(kit)
+    auto_claims = kit.claimable_by_name and actor != ADMIN
+    after = kit.claimed_by(actor) if auto_claims else copy.deepcopy(kit)
     if refused := after.refusal(actor, "write"):
         return refused, kit
     if after.answers is not None and after.status in FINAL:
@@ -678,8 +685,10 @@ class HealthInformationMachine(RuleBasedStateMachine):
     @rule(actor=actors, index=kit_indexes)
     def claim(self, actor: str, index: int) -> None:
         kit = self.kits[index]
-        if kit.owner is None:
+        if kit.claimable_by_name:
             expected, after = Expect(201), kit.claimed_by(actor)
+        elif kit.owner is None:  # holds answers: only a claim code claims it
+            expected, after = Expect(404, "not-found"), kit
         elif kit.owner == actor:
             expected, after = Expect(200), kit
         else:

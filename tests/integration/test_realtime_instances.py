@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from tests.support.backends import REDIS_URL, require_reachable, sqlite_url
 from tests.support.live import (
@@ -149,6 +150,38 @@ async def test_a_write_on_one_instance_reaches_clients_of_the_other(
         event = await stream.event("updated")
         assert (event.id, event.data["channel"], event.data["by"]) == ("2", "websocket", other)
         assert (await receive_type(ws, "updated"))["id"] == "2"
+
+
+async def test_the_bus_carries_no_answer_in_clear_and_still_delivers(
+    pair: tuple[ServerProcess, ServerProcess], http: httpx.AsyncClient, prefix: str
+) -> None:
+    _a, b = pair
+    owner = new_user()
+    kit_id = await claimed_kit(http, owner)
+    wire = aioredis.Redis.from_url(REDIS_URL)
+    tap = wire.pubsub()
+    await tap.psubscribe(prefix + "events:*")
+    try:
+        async with sse(b.base_url, kit_id, owner) as stream:
+            await stream.event("presence")
+            response = await http.patch(
+                url(kit_id), json={"answers": {"dateOfBirth": "1987-03-21"}}, headers=auth(owner)
+            )
+            assert response.status_code == 200
+            event = await stream.event("updated")
+            assert event.data["answers"] == {"dateOfBirth": "1987-03-21"}
+        # B's stream got the update, so it crossed the bus: read every message the tap holds.
+        seen: list[bytes] = []
+        channel = f"{prefix}events:{kit_id}".encode()
+        while (message := await tap.get_message(timeout=1.0)) is not None:
+            if message["type"] == "pmessage" and message["channel"] == channel:
+                seen.append(message["data"])
+    finally:
+        await tap.aclose()
+        await wire.aclose()
+    assert seen, "no message of the kit crossed the bus"
+    assert all(m.startswith(b"hb1:") for m in seen)
+    assert not [m for m in seen if b"1987-03-21" in m or b"dateOfBirth" in m]
 
 
 async def test_the_room_limit_holds_across_instances(

@@ -18,13 +18,18 @@ from healthinfo.errors import MalformedRequest, Unauthenticated, UnsupportedMedi
 from healthinfo.services import Services
 
 KIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_=-]+$"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 MAX_JSON_DEPTH = 32
 
 KitId = Annotated[str, Path(alias="kitId", pattern=KIT_ID_PATTERN, description="The kit's id.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=200, description="From a previous nextCursor.")]
+# A cursor is base64url (common/pagination.py): anything else, control characters included, is 422.
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, pattern=CURSOR_PATTERN, description="From a previous nextCursor."),
+]
 
 
 async def services(request: Request) -> Services:

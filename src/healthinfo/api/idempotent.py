@@ -1,6 +1,8 @@
 """Run a REST write under the client's ``Idempotency-Key`` (PUT, PATCH and POST).
 
-Same key and same request: the stored response again, with ``Idempotent-Replayed: true``.
+Same key and same request: the stored response again, with ``Idempotent-Replayed: true``,
+but a stored success only to a caller who may still read the kit (access is decided again
+before the replay: a member removed since gets 404, not the answers they once wrote).
 Same key, different request: 422. While the first is still running: 409. A refusal (4xx) is
 stored and replayed like a success; a 503 or a crash releases the key so a retry runs anew.
 """
@@ -15,7 +17,9 @@ from fastapi import Request
 from starlette.responses import Response
 
 from healthinfo.api.problems import problem_for
+from healthinfo.auth.access import Permission
 from healthinfo.common.context import RequestContext
+from healthinfo.common.identifiers import is_printable
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.errors import DomainError, FieldError, Unavailable, ValidationFailed
 from healthinfo.idempotency.store import StoredResponse
@@ -44,9 +48,12 @@ async def run_write(
         return render(result)
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         raise ValidationFailed([FieldError("Idempotency-Key", "must be 1 to 255 characters")])
+    if not is_printable(key):
+        raise ValidationFailed([FieldError("Idempotency-Key", "must not hold control characters")])
     store, user = svc.idempotency, ctx.actor.user_id
     replay = await store.begin(user, key, await fingerprint(request), kit_id=kit_id)
     if replay is not None:
+        await _still_allowed(svc, ctx, kit_id, replay)
         return replayed(replay)
 
     async def operation_and_response(uow: UnitOfWork) -> Response:
@@ -67,6 +74,20 @@ async def run_write(
     except BaseException:
         await store.release(user, key)
         raise
+
+
+async def _still_allowed(
+    svc: Services, ctx: RequestContext, kit_id: str, replay: StoredResponse
+) -> None:
+    """A stored success shows the kit as it was: replay it only to whoever may read it now.
+
+    A stored refusal discloses nothing of the kit and is replayed as it is (the contract's
+    "a refusal is replayed like a success").
+    """
+    if replay.status >= 400:
+        return
+    async with svc.uows.read() as uow:
+        await svc.kits.authorize(uow, ctx.actor, kit_id, Permission.READ)
 
 
 async def fingerprint(request: Request) -> str:

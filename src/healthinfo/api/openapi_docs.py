@@ -18,9 +18,17 @@ from pydantic import BaseModel
 
 from healthinfo.api.openapi import Problem, problems
 from healthinfo.health_information.schemas import Amendment, PatchAnswers, ReplaceAnswers
-from healthinfo.kits.schemas import MemberRole
+from healthinfo.kits.schemas import ClaimRequest, MemberRole, OwnerRequest
 
-BODY_SCHEMAS: Final = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
+BODY_SCHEMAS: Final = (
+    Problem,
+    ReplaceAnswers,
+    PatchAnswers,
+    Amendment,
+    MemberRole,
+    ClaimRequest,
+    OwnerRequest,
+)
 LEGACY_TAG: Final = "legacy (deprecated)"
 TAGS: Final = (
     ("health information", "A kit's questionnaire answers: read, save, submit, amend, history."),

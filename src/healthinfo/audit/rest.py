@@ -9,7 +9,6 @@ from healthinfo.api.deps import ActorDep, Cursor, KitId, Limit, ServicesDep
 from healthinfo.api.openapi import READ_ERRORS, ok, problems
 from healthinfo.api.responses import json_response
 from healthinfo.audit.schemas import AuditEventList
-from healthinfo.audit.service import audit_event_dict
 from healthinfo.auth.access import Permission
 from healthinfo.common.pagination import DEFAULT_LIMIT
 
@@ -31,6 +30,5 @@ async def list_audit_events(
     async with svc.replica_reads.for_kit(kit_id) as uow:
         await svc.kits.authorize(uow, actor, kit_id, Permission.READ_AUDIT)
         page = await svc.audit.list_for_kit(uow, kit_id, limit=limit, cursor=cursor)
-    return json_response(
-        {"items": [audit_event_dict(e) for e in page.items], "nextCursor": page.next_cursor}
-    )
+        items = await svc.audit.describe(page.items)
+    return json_response({"items": items, "nextCursor": page.next_cursor})

@@ -19,6 +19,7 @@ class AuditEventDoc(Document):
     client_address: str | None
     user_agent: str | None
     reason: str | None = None
+    reason_erased: bool = False
 
 
 class AuditEventList(Document):

@@ -1,20 +1,23 @@
 """The audit log: one event per write or refused write, in the same transaction as the write.
 
 Events hold question ids, versions and outcomes, never answer values, so the trail itself
-holds no health data and can be shown to auditors.
+holds no health data and can be shown to auditors. The one free text, an amendment's reason,
+is sealed with the kit's data key (``audit.reasons``) and shredded by an erasure.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from healthinfo.audit import chain
+from healthinfo.audit.reasons import ReasonCodec, RevealedReason
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
+from healthinfo.common.identifiers import without_control_characters
 from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import AuditEvent
@@ -35,11 +38,15 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, *, clock: Clock = utc_now) -> None:
+    def __init__(self, *, clock: Clock = utc_now, reasons: ReasonCodec | None = None) -> None:
         self._clock = clock
+        self._reasons = reasons
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
+        reason = entry.reason
+        if reason is not None and self._reasons is not None:
+            reason = await self._reasons.seal(entry.kit_id, reason)
         event = AuditEvent(
             event_id=str(uuid.uuid4()),
             at=self._clock(),
@@ -53,8 +60,8 @@ class AuditLog:
             changed=sorted(entry.changed),
             outcome=entry.outcome,
             client_address=ctx.client_address,
-            user_agent=(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
-            reason=entry.reason,
+            user_agent=without_control_characters(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
+            reason=reason,
         )
         # Chains and writes the event: one statement on PostgreSQL (see audit.chain). Core
         # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
@@ -74,9 +81,21 @@ class AuditLog:
         rows = rows[:limit]
         return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
 
+    async def describe(self, events: Iterable[AuditEvent]) -> list[dict[str, object]]:
+        """Events in the contract's shape, reasons unsealed (or marked erased)."""
+        described = []
+        for event in events:
+            reason = (
+                await self._reasons.reveal(event.kit_id, event.reason)
+                if self._reasons is not None
+                else RevealedReason(event.reason)
+            )
+            described.append(audit_event_dict(event, reason))
+        return described
 
-def audit_event_dict(event: AuditEvent) -> dict[str, object]:
-    """The contract's shape of an audit event."""
+
+def audit_event_dict(event: AuditEvent, reason: RevealedReason) -> dict[str, object]:
+    """The contract's shape of an audit event, with its reason as ``AuditLog.describe`` read it."""
     return {
         "id": event.event_id,
         "at": to_rfc3339(event.at),
@@ -90,5 +109,6 @@ def audit_event_dict(event: AuditEvent) -> dict[str, object]:
         "outcome": event.outcome,
         "clientAddress": event.client_address,
         "userAgent": event.user_agent,
-        "reason": event.reason,
+        "reason": reason.text,
+        "reasonErased": reason.erased,
     }

@@ -32,6 +32,7 @@ class Permission(StrEnum):
     EXPORT = "export"
     ERASE = "erase"
     AMEND = "amend"
+    ASSIGN_OWNER = "assign-owner"  # set a kit's owner, hand out claim codes: admins only
 
 
 MEMBER_ROLES = frozenset({KitRole.EDITOR, KitRole.VIEWER})

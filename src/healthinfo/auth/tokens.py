@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from healthinfo.auth.actor import Actor
+from healthinfo.common.identifiers import is_printable
 from healthinfo.errors import Unauthenticated
 
 __all__ = ["TokenVerifier", "mint_token", "pem_key_id"]
@@ -364,8 +365,8 @@ def _subject(claims: dict[str, Any]) -> str:
         raise Unauthenticated(MALFORMED)
     if not sub.strip():
         raise Unauthenticated(MISSING_CLAIM)
-    if len(sub) > MAX_SUBJECT_LENGTH:
-        raise Unauthenticated(MALFORMED)
+    if len(sub) > MAX_SUBJECT_LENGTH or not is_printable(sub):
+        raise Unauthenticated(MALFORMED)  # a user id with control characters names nobody
     return sub
 
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, select
 
-from healthinfo.audit.service import AuditEntry, AuditLog, audit_event_dict
+from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import Permission
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
@@ -61,7 +61,8 @@ class KitExporter:
             .order_by(AuditEvent.id.desc())
             .limit(1)
         )
-        return ExportGrant(access.owner_id, audit_event_dict(own) if own is not None else None)
+        described = await self._audit.describe([own]) if own is not None else [None]
+        return ExportGrant(access.owner_id, described[0])
 
     async def document(
         self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, grant: ExportGrant
@@ -69,7 +70,7 @@ class KitExporter:
         """Read the export ``grant`` allows; ``uow`` may be a replica's."""
         kit = (await uow.session.execute(select(KITS).where(KITS.c.kit_id == kit_id))).first()
         current = await self._repo.get(uow, kit_id)
-        events = await self._audit_events(uow, kit_id)
+        events = _addresses_for(ctx, await self._audit_events(uow, kit_id))
         own = grant.own_event
         if own is not None and all(event["id"] != own["id"] for event in events):
             events.append(own)  # a replica without it has none of the kit's later events either
@@ -110,7 +111,23 @@ class KitExporter:
         events = await uow.session.scalars(
             select(AuditEvent).where(AuditEvent.kit_id == kit_id).order_by(AuditEvent.id)
         )
-        return [audit_event_dict(event) for event in events]
+        return await self._audit.describe(events)
+
+
+def _addresses_for(ctx: RequestContext, events: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The owner sees the address and user agent of their own actions only (admins see all).
+
+    Other people's (members', admins', support tools') addresses are their personal data, not
+    the owner's: the export is the owner's right of access to *their* data (GDPR article 15).
+    """
+    if ctx.actor.is_admin:
+        return events
+    return [
+        event
+        if event["actor"] == ctx.actor.user_id
+        else {**event, "clientAddress": None, "userAgent": None}
+        for event in events
+    ]
 
 
 def _time(value: Any) -> str | None:

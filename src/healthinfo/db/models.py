@@ -239,3 +239,20 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
     dead_at: Mapped[datetime | None]
+
+
+class KitClaimCode(Base):
+    """A one-time code that lets its holder claim an ownerless kit holding answers.
+
+    Handed out by an admin (``POST /v1/kits/{kitId}/claim-codes``) or by the legacy import;
+    only its sha256 is stored, and claiming with it deletes it. One code per kit: issuing a
+    new one replaces the old.
+    """
+
+    __tablename__ = "kit_claim_codes"
+
+    kit_id: Mapped[str] = mapped_column(String(KIT_ID_LENGTH), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(USER_ID_LENGTH))

@@ -11,6 +11,7 @@ from healthinfo.api.deps import ActorDep, ContextDep, Cursor, Limit, ServicesDep
 from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import ok, problems
 from healthinfo.api.responses import json_response
+from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.forwarding.schemas import DeliveryDoc, DeliveryList, DeliveryState
 from healthinfo.forwarding.service import RETRY
@@ -19,7 +20,14 @@ router = APIRouter(tags=["forwarding"])
 
 StateQuery = Annotated[DeliveryState | None, Query(description="Only deliveries in this state.")]
 DeliveryId = Annotated[
-    str, Path(alias="id", min_length=1, max_length=64, description="The delivery's event id.")
+    str,
+    Path(
+        alias="id",
+        min_length=1,
+        max_length=64,
+        pattern=PRINTABLE_PATTERN,
+        description="The delivery's event id.",
+    ),
 ]
 
 

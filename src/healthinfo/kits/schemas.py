@@ -4,7 +4,26 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
+from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.schemas import Document, StrictRequest
+
+
+class ClaimRequest(StrictRequest):
+    """The claim's optional body: the one-time code of an ownerless kit that holds answers."""
+
+    claim_code: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class OwnerRequest(StrictRequest):
+    user_id: str = Field(min_length=1, max_length=255, pattern=PRINTABLE_PATTERN)
+
+
+class ClaimCodeDoc(Document):
+    kit_id: str
+    claim_code: str
+    expires_at: str
 
 
 class MemberRole(StrictRequest):

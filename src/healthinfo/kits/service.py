@@ -2,6 +2,12 @@
 
 Every channel asks ``authorize`` (reads) or ``authorize_write`` (writes, with auto-claim)
 before touching a kit, so access is decided here and in ``auth.access`` only.
+
+Claiming by naming a kit (``claim``, or auto-claim on the first write) works only for a kit
+that holds no answers yet: the contract's "first write claims it". A kit that holds answers
+but has no owner (an admin wrote them, the legacy import brought them) is claimed only with a
+one-time claim code (``kits.claim_codes``), or gets its owner from an admin (``set_owner``);
+until then it is 404 to everyone but admins (and members an admin added).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_roles, require
@@ -22,6 +28,7 @@ from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import HealthInformation, Kit, KitMember
 from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
+from healthinfo.kits.claim_codes import ClaimCodes, IssuedCode
 
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
@@ -67,9 +74,17 @@ class Member:
 
 
 class KitService:
-    def __init__(self, *, audit: AuditLog, auto_claim: bool, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        *,
+        audit: AuditLog,
+        auto_claim: bool,
+        claim_codes: ClaimCodes | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._audit = audit
         self._auto_claim = auto_claim
+        self._codes = claim_codes or ClaimCodes(clock=clock)
         self._clock = clock
 
     async def access(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
@@ -96,9 +111,12 @@ class KitService:
         """Authorize a write; with auto-claim, the first write to an unowned kit claims it.
 
         Admins never auto-claim: a support tool fixing a kit must not take it from its user.
+        Nor does a write to a kit that already holds answers: naming it is no proof it is
+        the caller's (a claim code or an admin decides, see the module docstring).
         """
         access = await self.access(uow, ctx.actor, kit_id)
-        if access.owner_id is None and self._auto_claim and not ctx.actor.is_admin:
+        claimable = access.owner_id is None and access.version is None
+        if claimable and self._auto_claim and not ctx.actor.is_admin:
             await self._claim(uow, ctx, kit_id)
             access = await self.access(uow, ctx.actor, kit_id)
         require(access.roles, Permission.WRITE, kit_id=kit_id)
@@ -110,9 +128,21 @@ class KitService:
         row = {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": self._clock()}
         await insert_if_absent(uow, KITS, row)
 
-    async def claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> ClaimResult:
-        """201 semantics when this call claimed it, 200 when it was already the caller's."""
-        claimed_now = await self._claim(uow, ctx, kit_id)
+    async def claim(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, claim_code: str | None = None
+    ) -> ClaimResult:
+        """201 semantics when this call claimed it, 200 when it was already the caller's.
+
+        An ownerless kit that holds answers needs its claim code (used up by this claim);
+        without a valid one it is 404, as for any kit the caller has no access to.
+        """
+        access = await self.access(uow, ctx.actor, kit_id)
+        if access.owner_id is None and access.version is not None:
+            if claim_code is None or not await self._codes.redeem(uow, kit_id, claim_code):
+                raise NotFound(f"No kit {kit_id!r}, or no access to it.")
+            claimed_now = await self._claim(uow, ctx, kit_id, holding_answers=True)
+        else:
+            claimed_now = await self._claim(uow, ctx, kit_id)
         row = (
             await uow.session.execute(
                 select(KITS.c.owner_id, KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
@@ -122,14 +152,22 @@ class KitService:
             raise KitAlreadyClaimed()
         return ClaimResult(kit_id, row.owner_id, row.claimed_at, created=claimed_now)
 
-    async def _claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> bool:
-        """Claim an unowned kit; a member who claims it stops being listed as a member."""
+    async def _claim(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, holding_answers: bool = False
+    ) -> bool:
+        """Claim an unowned kit; a member who claims it stops being listed as a member.
+
+        Unless a claim code was redeemed (``holding_answers``), the claim holds only while the
+        kit has no answers, checked in the same statement, so a concurrent first write by an
+        admin cannot slip in between the check and the claim.
+        """
         now = self._clock()
         await self._ensure_kit(uow, kit_id)
+        conditions = [KITS.c.kit_id == kit_id, KITS.c.owner_id.is_(None)]
+        if not holding_answers:
+            conditions.append(~exists().where(CURRENT.c.kit_id == kit_id))
         result = await uow.session.execute(
-            update(KITS)
-            .where(KITS.c.kit_id == kit_id, KITS.c.owner_id.is_(None))
-            .values(owner_id=ctx.actor.user_id, claimed_at=now)
+            update(KITS).where(*conditions).values(owner_id=ctx.actor.user_id, claimed_at=now)
         )
         claimed_now = rowcount(result) == 1
         if claimed_now:
@@ -140,6 +178,44 @@ class KitService:
             )
             await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
         return claimed_now
+
+    async def issue_claim_code(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str
+    ) -> IssuedCode:
+        """A one-time code for an ownerless kit (admin only); audited, the code never is."""
+        access = await self.authorize(uow, ctx.actor, kit_id, Permission.ASSIGN_OWNER)
+        if access.owner_id is not None:
+            raise KitAlreadyClaimed()
+        await self._ensure_kit(uow, kit_id)
+        issued = await self._codes.issue(uow, kit_id, ctx.actor.user_id)
+        await self._audit.record(uow, ctx, AuditEntry(action="kit.claim-code.issue", kit_id=kit_id))
+        return issued
+
+    async def set_owner(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, user_id: str
+    ) -> ClaimResult:
+        """Make ``user_id`` the kit's owner (admin only; audited). ``created``: it had none.
+
+        The new owner stops being a member, and any claim code of the kit stops working.
+        """
+        access = await self.authorize(uow, ctx.actor, kit_id, Permission.ASSIGN_OWNER)
+        if access.owner_id == user_id:
+            claimed_at = await uow.session.scalar(
+                select(KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
+            )
+            return ClaimResult(kit_id, user_id, claimed_at or self._clock(), created=False)
+        now = self._clock()
+        await self._ensure_kit(uow, kit_id)
+        await uow.session.execute(
+            update(KITS).where(KITS.c.kit_id == kit_id).values(owner_id=user_id, claimed_at=now)
+        )
+        await uow.session.execute(
+            delete(MEMBERS).where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
+        )
+        await self._codes.forget(uow, kit_id)
+        entry = AuditEntry(action="kit.owner.put", kit_id=kit_id, changed=(user_id,))
+        await self._audit.record(uow, ctx, entry)
+        return ClaimResult(kit_id, user_id, now, created=access.owner_id is None)
 
     async def assign_owner_if_unclaimed(
         self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, owner_id: str

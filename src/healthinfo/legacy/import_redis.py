@@ -12,6 +12,11 @@ that already has data here is skipped, never overwritten, even if its user write
 import. Re-running is therefore harmless. The old ``submitted`` flag is not trusted: imported
 data is ``in-progress`` and the user submits it again (re-forwarding to the lab is the lab's
 call, not ours). Reasons in the report never contain answer values.
+
+An imported kit whose entry names no owner (and that nobody here owns yet) is ownerless and
+holds answers, so it cannot be claimed by naming it: the import hands out one one-time claim
+code per such kit, in the report (``claimCodes``) and nowhere else (never in a log), for
+whoever tells the kit's user. See docs/legacy-import.md.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from healthinfo.auth.actor import ADMIN, Actor
+from healthinfo.common.clock import to_rfc3339
 from healthinfo.common.context import Channel, RequestContext
 from healthinfo.crypto.keystore import DataKey, KeyStore
-from healthinfo.errors import DomainError, ValidationFailed, VersionConflict
+from healthinfo.errors import DomainError, KitAlreadyClaimed, ValidationFailed, VersionConflict
+from healthinfo.kits.claim_codes import IssuedCode
 from healthinfo.services import Services
 
 IMPORT_ACTOR = Actor("legacy-import", frozenset({ADMIN}))
@@ -50,15 +57,25 @@ class ImportReport:
     imported: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     invalid: list[tuple[str, str]] = field(default_factory=list)
+    claim_codes: list[IssuedCode] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def as_dict(self, *, with_claim_codes: bool = True) -> dict[str, Any]:
+        report: dict[str, Any] = {
             "imported": len(self.imported),
             "skipped": len(self.skipped),
             "invalid": len(self.invalid),
             "skippedKeys": [{"key": k, "reason": r} for k, r in self.skipped],
             "invalidKeys": [{"key": k, "reason": r} for k, r in self.invalid],
         }
+        if with_claim_codes:
+            report["claimCodes"] = self.claim_codes_as_list()
+        return report
+
+    def claim_codes_as_list(self) -> list[dict[str, str]]:
+        return [
+            {"kitId": c.kit_id, "claimCode": c.code, "expiresAt": to_rfc3339(c.expires_at)}
+            for c in self.claim_codes
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +116,9 @@ class LegacyImporter:
             if self._options.dry_run:
                 await self._check(entry)
             else:
-                await self._write(entry)
+                issued = await self._write(entry)
+                if issued is not None:
+                    report.claim_codes.append(issued)
         except VersionConflict:
             report.skipped.append((key, "the kit already has data in this service"))
         except ValidationFailed as exc:
@@ -132,19 +151,26 @@ class LegacyImporter:
             raise InvalidEntry(f"{self._options.owner_field!r} is not a user id")
         return LegacyEntry(key, match.group("kit"), answers, owner)
 
-    async def _write(self, entry: LegacyEntry) -> None:
+    async def _write(self, entry: LegacyEntry) -> IssuedCode | None:
+        """Import the entry; returns the kit's claim code when it is left without an owner."""
         ctx = RequestContext(
             IMPORT_ACTOR, Channel.CLI, request_id=f"legacy-import:{entry.key}"[:128]
         )
 
-        async def operation(uow: Any) -> None:
+        async def operation(uow: Any) -> IssuedCode | None:
             await self._svc.health_information.replace(
                 uow, ctx, entry.kit_id, entry.answers, if_none_match="*"
             )
+            kits = self._svc.kits
             if entry.owner is not None:
-                await self._svc.kits.assign_owner_if_unclaimed(uow, ctx, entry.kit_id, entry.owner)
+                await kits.assign_owner_if_unclaimed(uow, ctx, entry.kit_id, entry.owner)
+                return None
+            try:
+                return await kits.issue_claim_code(uow, ctx, entry.kit_id)
+            except KitAlreadyClaimed:  # its user claimed it here before the import: theirs
+                return None
 
-        await self._svc.writes.run(
+        return await self._svc.writes.run(
             ctx, action="health-information.import", kit_id=entry.kit_id, operation=operation
         )
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from healthinfo.api.deps import ActorDep, ServicesDep
 from healthinfo.api.openapi import problems
 from healthinfo.api.responses import json_response
+from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.fhir.rest import VARY, openapi_content, prefers_fhir, render_questionnaire
 
 router = APIRouter(tags=["questionnaires"])
@@ -25,7 +26,9 @@ router = APIRouter(tags=["questionnaires"])
     },
 )
 async def get_questionnaire(
-    questionnaire_id: Annotated[str, Path(alias="questionnaireId", max_length=64)],
+    questionnaire_id: Annotated[
+        str, Path(alias="questionnaireId", max_length=64, pattern=PRINTABLE_PATTERN)
+    ],
     request: Request,
     actor: ActorDep,
     svc: ServicesDep,

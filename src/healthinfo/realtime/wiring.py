@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from healthinfo.config import Settings
 from healthinfo.infra.bus import EventBus, InProcessBus, RedisBus
+from healthinfo.infra.bus_sealing import SealedBus
 from healthinfo.realtime.hub import RoomHub
 from healthinfo.realtime.rooms import InMemoryRoomStore, RedisRoomStore, RoomStore
 
@@ -14,11 +15,13 @@ def build_hub(settings: Settings, registry: CollectorRegistry | None = None) -> 
     bus: EventBus
     rooms: RoomStore
     if settings.redis_url:
-        bus = RedisBus(
+        redis_bus = RedisBus(
             settings.redis_url,
             prefix=settings.redis_key_prefix,
             timeout_seconds=settings.bus_timeout_seconds,
         )
+        # Sealed: change events carry answers, and Redis is no place to read them in clear.
+        bus = SealedBus(redis_bus, settings.keyring(), namespace=settings.redis_key_prefix)
         rooms = RedisRoomStore(
             settings.redis_url,
             prefix=settings.redis_key_prefix,
