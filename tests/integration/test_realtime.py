@@ -109,7 +109,7 @@ async def test_sse_sends_a_snapshot_then_every_change_from_every_channel(
         headers = stream.response.headers
         assert stream.response.status_code == 200
         assert headers["content-type"].startswith("text/event-stream")
-        assert headers["cache-control"] == "no-cache"
+        assert headers["cache-control"] == "no-store"  # health data (docs/security.md)
         assert headers["x-accel-buffering"] == "no"
         assert "content-encoding" not in headers
         first = await stream.frame()

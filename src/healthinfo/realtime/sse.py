@@ -42,7 +42,7 @@ EVENT_STREAM = "text/event-stream"
 # How long a stream whose subscription closed may take to send its last words (a slow client
 # blocks the send) before the connection is dropped without them.
 FINAL_SEND_SECONDS = 2.0
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # health data
 _JITTER = random.Random()  # our own: never the process-wide state (infra/tracing.py says why)
 
 
