@@ -471,6 +471,8 @@ PREPARATIONS: dict[str, tuple[Prepare, tuple[str, ...]]] = {
     "patchHealthInformation": (_saved, ()),
     "amendHealthInformation": (_submitted, ("admin",)),
     "putMember": (_claimed, ()),
+    "claimKit": (_nothing, ()),
+    "putOwner": (_saved, ("admin",)),
 }
 
 

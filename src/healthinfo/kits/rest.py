@@ -34,6 +34,15 @@ from healthinfo.kits.schemas import (
 from healthinfo.kits.service import ClaimResult, Member
 
 router = APIRouter(tags=["kits"])
+CLAIM_EXAMPLES = {
+    "unclaimed": {
+        "summary": "Claim a kit nobody owns yet (a body is optional)",
+        "value": {},
+    },
+}
+OWNER_EXAMPLES = {
+    "owner": {"summary": "Make this user the kit's owner", "value": {"userId": "user-2"}},
+}
 MEMBER_EXAMPLES = {
     "editor": {"summary": "Let them edit and submit", "value": {"role": "editor"}},
     "viewer": {"summary": "Let them read and follow", "value": {"role": "viewer"}},
@@ -60,7 +69,12 @@ def _member(member: Member) -> dict[str, object]:
         "holds answers (written by an admin, imported from the legacy system) is claimed only "
         'with its one-time claim code, `{"claimCode": "…"}`; without a valid code it is 404.'
     ),
-    openapi_extra={"requestBody": {**json_body(ClaimRequest)["requestBody"], "required": False}},
+    openapi_extra={
+        "requestBody": {
+            **json_body(ClaimRequest, examples=CLAIM_EXAMPLES)["requestBody"],
+            "required": False,
+        }
+    },
     responses={
         **ok(ClaimDoc, "Already the caller's."),
         **ok(ClaimDoc, "Claimed now.", 201),
@@ -128,7 +142,7 @@ async def issue_claim_code(
         "how an admin corrects a wrong claim. Audited (`kit.owner.put`); the new owner stops "
         "being a member, and the kit's claim code stops working."
     ),
-    openapi_extra=json_body(OwnerRequest),
+    openapi_extra=json_body(OwnerRequest, examples=OWNER_EXAMPLES),
     responses={**ok(ClaimDoc, "The kit's owner now."), **problems(*WRITE_ERRORS)},
 )
 async def put_owner(kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
