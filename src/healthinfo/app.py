@@ -32,6 +32,7 @@ from healthinfo.api.profiling import ProfilingMiddleware
 from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
 from healthinfo.api.request_log import RequestLogMiddleware
 from healthinfo.audit import rest as audit_rest
+from healthinfo.audit.checkpoints import AuditCheckpointer, CheckpointStore
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
@@ -164,7 +165,10 @@ def build_services(
         cache, codec=codec, metrics=metrics, rollout=settings.cache_enabled, near=near
     )
     changes = ChangeRecord()
-    audit = ChangeTrackingAuditLog(changes) if engines.replicas else AuditLog()
+    audit_keys = settings.audit_keyring()
+    audit = (
+        ChangeTrackingAuditLog(changes, audit_keys) if engines.replicas else AuditLog(audit_keys)
+    )
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
     health_information = HealthInformationService(
@@ -222,6 +226,13 @@ def build_services(
     health_information.add_erasure_hook(lambda _uow, kit_id: _shred(keystore, kit_id))
     services.components.append(
         IdempotencyPurger(idempotency, interval_seconds=settings.idempotency_purge_interval_seconds)
+    )
+    services.components.append(
+        AuditCheckpointer(
+            uows,
+            CheckpointStore(settings.effective_audit_checkpoint_dir, audit_keys),
+            interval_seconds=settings.audit_checkpoint_interval,
+        )
     )
     services.components.extend(forwarding.components)
     services.components.append(hub)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from healthinfo.audit import chain
+from healthinfo.audit.keys import AuditKeyring
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
 from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
@@ -35,8 +36,14 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, *, clock: Clock = utc_now) -> None:
+    def __init__(self, keys: AuditKeyring, *, clock: Clock = utc_now) -> None:
+        self._keys = keys
         self._clock = clock
+
+    @property
+    def keys(self) -> AuditKeyring:
+        """The audit key ring that links the chains (and signs the checkpoints)."""
+        return self._keys
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
@@ -56,10 +63,10 @@ class AuditLog:
             user_agent=(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
             reason=entry.reason,
         )
-        # Chains and writes the event: one statement on PostgreSQL (see audit.chain). Core
+        # Chains (keyed) and writes the event: two statements on PostgreSQL (audit.chain). Core
         # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
         # statements themselves on every audited request, and nothing reads the event back.
-        await chain.append(uow, event)
+        await chain.append(uow, self._keys, event)
 
     async def list_for_kit(
         self, uow: UnitOfWork, kit_id: str, *, limit: int, cursor: str | None

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 
+from healthinfo.audit.keys import AuditKeyring
 from healthinfo.audit.service import OK, AuditEntry, AuditLog
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
@@ -99,8 +100,10 @@ class ChangeTrackingAuditLog(AuditLog):
     transaction has locked anyway). Used only when replicas are configured.
     """
 
-    def __init__(self, changes: ChangeRecord, *, clock: Clock = utc_now) -> None:
-        super().__init__(clock=clock)
+    def __init__(
+        self, changes: ChangeRecord, keys: AuditKeyring, *, clock: Clock = utc_now
+    ) -> None:
+        super().__init__(keys, clock=clock)
         self._changes = changes
         self._marks = SqlKitMarks()
 
