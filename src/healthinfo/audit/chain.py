@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    Integer,
     Table,
     and_,
     bindparam,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -112,17 +114,16 @@ _ADVANCE_HEAD = (
     .values(
         prev_hash=HEADS.c.last_hash,
         last_hash=bindparam("new_hash"),
-        length=HEADS.c.length + 1,
+        length=HEADS.c.length + literal_column("1", Integer),
     )
 )
 # PostgreSQL: advance the head and insert the event in one statement (the event rows come
-# from the head's RETURNING, so the event exists exactly when the head moved).
+# from the head's RETURNING, so the event exists exactly when the head moved). The event's
+# parameters are prefixed: one named like a head column would become a SET of the UPDATE.
 _ADVANCED = _ADVANCE_HEAD.returning(HEADS.c.kit_id).cte("advanced")
 _ADVANCE_AND_INSERT_POSTGRESQL = insert(EVENTS).from_select(
     list(_INSERTED),
-    select(*(bindparam(column.key, type_=column.type) for column in _INSERTED)).select_from(
-        _ADVANCED
-    ),
+    select(*(bindparam(f"event_{c.key}", type_=c.type) for c in _INSERTED)).select_from(_ADVANCED),
 )
 _INSERT_EVENT = insert(EVENTS)
 
@@ -146,7 +147,8 @@ async def append(uow: UnitOfWork, keys: AuditKeyring, event: AuditEvent) -> None
     values = {column.key: getattr(event, column.key) for column in _INSERTED}
     advance = {"head_kit_id": event.kit_id, "new_hash": event.hash}
     if dialect == "postgresql":
-        await session.execute(_ADVANCE_AND_INSERT_POSTGRESQL, {**values, **advance})
+        prefixed = {f"event_{key}": value for key, value in values.items()}
+        await session.execute(_ADVANCE_AND_INSERT_POSTGRESQL, {**prefixed, **advance})
         return
     await session.execute(_ADVANCE_HEAD, advance)
     await session.execute(_INSERT_EVENT, values)
