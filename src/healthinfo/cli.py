@@ -296,7 +296,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _config(settings: Settings, _args: argparse.Namespace) -> int:
     shown = settings.model_dump(mode="json")
     for key, value in shown.items():
-        if key in {"jwt_secret", "forward_secret", "master_keys", "audit_keys"} and value:
+        if key in {"jwt_secret", "forward_secret", "master_keys"} and value is not None:
             shown[key] = "**********"
     if settings.database_url:
         shown["database_url"] = _mask_url(settings.database_url)

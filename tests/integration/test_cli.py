@@ -327,3 +327,14 @@ async def test_migrate_twice_is_harmless(tmp_path: Path, database_env: dict[str,
     second = await healthinfo(tmp_path, database_env, "migrate")
     assert first.code == second.code == 0
     assert head in second.stdout
+
+
+async def test_config_masks_the_audit_keys(tmp_path: Path, env: dict[str, str]) -> None:
+    from healthinfo.crypto.master_keys import new_key_spec
+
+    spec = new_key_spec("a1")
+    env["HEALTHINFO_AUDIT_KEYS"] = spec
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert spec.split(":")[1] not in run.stdout
+    assert json.loads(run.stdout)["HEALTHINFO_AUDIT_KEYS"]
