@@ -30,7 +30,7 @@ from tests.support.backends import (
 )
 from tests.support.live import LIVE_ENV, STARTUP_SECONDS
 from tests.support.server import ServerProcess
-from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
+from tests.support.tokens import TEST_AUDIT_KEYS, TEST_MASTER_KEYS, TEST_SECRET
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -104,6 +104,7 @@ def make_settings(
             "data_dir": data_dir,
             "jwt_secret": TEST_SECRET,
             "master_keys": TEST_MASTER_KEYS,
+            "audit_keys": TEST_AUDIT_KEYS,
             "keystore_url": keystore_url,
             "migrate_on_start": True,
             "redis_url": REDIS_URL if with_redis else None,

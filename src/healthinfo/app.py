@@ -33,6 +33,7 @@ from healthinfo.api.profiling import ProfilingMiddleware
 from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
 from healthinfo.api.request_log import RequestLogMiddleware
 from healthinfo.audit import rest as audit_rest
+from healthinfo.audit.checkpoints import AuditCheckpointer, CheckpointStore
 from healthinfo.audit.reasons import ReasonCodec
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
@@ -164,10 +165,11 @@ def build_services(
     )
     changes = ChangeRecord()
     reasons = ReasonCodec(codec)  # amendment reasons under the kit's key, like its answers
+    audit_keys = settings.audit_keyring()
     audit = (
-        ChangeTrackingAuditLog(changes, reasons=reasons)
+        ChangeTrackingAuditLog(changes, audit_keys, reasons=reasons)
         if engines.replicas
-        else AuditLog(reasons=reasons)
+        else AuditLog(audit_keys, reasons=reasons)
     )
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
     questionnaires = QuestionnaireRegistry.builtin()
@@ -226,6 +228,13 @@ def build_services(
     health_information.add_erasure_hook(lambda _uow, kit_id: _shred(keystore, kit_id))
     services.components.append(
         IdempotencyPurger(idempotency, interval_seconds=settings.idempotency_purge_interval_seconds)
+    )
+    services.components.append(
+        AuditCheckpointer(
+            uows,
+            CheckpointStore(settings.effective_audit_checkpoint_dir, audit_keys),
+            interval_seconds=settings.audit_checkpoint_interval,
+        )
     )
     services.components.extend(forwarding.components)
     services.components.append(hub)

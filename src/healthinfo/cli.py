@@ -146,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="check the audit hash chains")
     verify.add_argument("--kit", help="only this kit's chain")
     verify.set_defaults(handler=_audit_verify)
+    checkpoint = audit_commands.add_parser(
+        "checkpoint", help="write a signed checkpoint of the audit chain heads"
+    )
+    checkpoint.set_defaults(handler=_audit_checkpoint)
 
     config = commands.add_parser("config", help="print the effective configuration, secrets masked")
     config.set_defaults(handler=_config)
@@ -465,10 +469,20 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit 0 when every chain is intact; 1 naming the first broken link; 2 for no such kit."""
+    """Exit 0 when every chain is intact and holds every head the checkpoints pinned; 1 naming
+    the first broken link (or the checkpoint that is not genuine); 2 for no such kit."""
     from healthinfo.app import build_engines
     from healthinfo.audit import chain
+    from healthinfo.audit.checkpoints import CheckpointError, CheckpointStore
     from healthinfo.common.uow import UnitOfWorkFactory
+
+    keys = settings.audit_keyring()
+    store = CheckpointStore(settings.effective_audit_checkpoint_dir, keys)
+    try:
+        pins, newest = store.pins(args.kit)
+    except CheckpointError as exc:
+        print(f"audit checkpoints broken: {exc}")
+        return 1
 
     async def run() -> tuple[int, chain.BrokenLink | None]:
         engines = build_engines(settings)
@@ -480,7 +494,7 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
             async with UnitOfWorkFactory(engines).read() as uow:
                 if args.kit is not None:
                     await _require_kit(uow, args.kit)
-                return await chain.verify(uow, args.kit)
+                return await chain.verify(uow, keys, args.kit, pins)
         finally:
             await engines.dispose()
 
@@ -491,7 +505,36 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"({checked} events checked)"
         )
         return 1
-    print(f"audit chain intact: {checked} events checked")
+    against = (
+        f"against checkpoint {newest}"
+        if newest is not None
+        else f"(no checkpoint in {store.directory}: deleted newest events cannot be detected)"
+    )
+    print(f"audit chain intact: {checked} events checked {against}")
+    return 0
+
+
+def _audit_checkpoint(settings: Settings, _args: argparse.Namespace) -> int:
+    """Write one checkpoint now; the service writes one every checkpoint interval too."""
+    from healthinfo.app import build_engines
+    from healthinfo.audit.checkpoints import CheckpointStore, make_checkpoint
+    from healthinfo.common.uow import UnitOfWorkFactory
+
+    store = CheckpointStore(settings.effective_audit_checkpoint_dir, settings.audit_keyring())
+
+    async def run() -> int | None:
+        engines = build_engines(settings)
+        try:
+            made = await make_checkpoint(UnitOfWorkFactory(engines), store)
+        finally:
+            await engines.dispose()
+        return None if made is None else made.number
+
+    number = asyncio.run(run())
+    if number is None:
+        print("healthinfo: another instance is writing a checkpoint; try again", file=sys.stderr)
+        return 1
+    print(f"audit checkpoint {number} written to {store.path(number)}")
     return 0
 
 

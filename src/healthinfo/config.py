@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from healthinfo.common.flags import OFF, ON, Flag
 
 if TYPE_CHECKING:
+    from healthinfo.audit.keys import AuditKeyring
     from healthinfo.crypto.master_keys import MasterKeyring
 
 ENV_PREFIX = "HEALTHINFO_"
@@ -73,6 +74,16 @@ class Settings(BaseSettings):
     master_keys: SecretStr | None = Field(
         default=None, description="id:base64url-32-bytes[,id:…]; the last one is active."
     )
+
+    # Tamper-evident audit trail (docs/security.md, "Audit trail"): HMAC keys outside the
+    # database, and signed checkpoints of the chain heads written outside it too.
+    audit_keys: SecretStr | None = Field(
+        default=None, description="id:base64url-32-bytes[,id:…]; the last one links new events."
+    )
+    audit_checkpoint_dir: Path | None = Field(
+        default=None, description="Where checkpoints go; default: <data dir>/audit-checkpoints."
+    )
+    audit_checkpoint_interval: float = Field(default=60.0, gt=0, le=86_400)
 
     redis_url: str | None = None
     redis_key_prefix: str = Field(default="healthinfo:", min_length=1, max_length=64)
@@ -414,6 +425,31 @@ class Settings(BaseSettings):
             except MasterKeyError as exc:
                 raise ValueError(f"HEALTHINFO_MASTER_KEYS: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _audit_keys_are_real(self) -> Settings:
+        """A generated audit key lives beside the data it protects: refuse it in production."""
+        if self.environment == "production" and self.audit_keys is None:
+            raise ValueError("HEALTHINFO_AUDIT_KEYS must be set in production")
+        if self.audit_keys is not None:
+            from healthinfo.audit.keys import AuditKeyError, AuditKeyring
+
+            try:
+                AuditKeyring.parse(self.audit_keys.get_secret_value())
+            except AuditKeyError as exc:
+                raise ValueError(f"HEALTHINFO_AUDIT_KEYS: {exc}") from None
+        return self
+
+    def audit_keyring(self) -> AuditKeyring:
+        from healthinfo.audit.keys import AuditKeyring
+
+        if self.audit_keys is not None:
+            return AuditKeyring.parse(self.audit_keys.get_secret_value())
+        return AuditKeyring.generated(self.data_dir)
+
+    @property
+    def effective_audit_checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.data_dir / "audit-checkpoints"
 
     @property
     def effective_database_url(self) -> str:

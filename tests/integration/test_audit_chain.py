@@ -37,7 +37,7 @@ async def make_history(client: httpx.AsyncClient, kit_id: str, user: str) -> Non
 
 async def verify(app: FastAPI, kit_id: str) -> tuple[int, chain.BrokenLink | None]:
     async with app.state.services.uows.read() as uow:
-        return await chain.verify(uow, kit_id)
+        return await chain.verify(uow, app.state.services.audit.keys, kit_id)
 
 
 async def event_ids(app: FastAPI, kit_id: str) -> list[str]:
@@ -135,11 +135,9 @@ async def stored_events(app: FastAPI, kit_id: str) -> list[AuditEvent]:
 NON_ASCII = "née ü 東京"
 
 
-async def test_the_database_links_events_exactly_as_link_hash_does(
-    app: FastAPI, kit_id: str
-) -> None:
-    """On PostgreSQL the link is computed in SQL: it must equal ``chain.link_hash`` byte for
-    byte, for the genesis link and later ones, with non-ASCII text in the hashed fields."""
+async def test_each_event_is_linked_with_the_active_audit_key(app: FastAPI, kit_id: str) -> None:
+    """The link is ``chain.link_hash`` (an HMAC with the active audit key, whose id the event
+    records), for the genesis link and later ones, with non-ASCII text in the hashed fields."""
     services = app.state.services
     ctx = RequestContext(
         actor=Actor(f"usér-{NON_ASCII}"),
@@ -156,16 +154,20 @@ async def test_the_database_links_events_exactly_as_link_hash_does(
             await services.audit.record(uow, ctx, entry)
     events = await stored_events(app, kit_id)
     assert [e.user_agent for e in events] == [f"agent/1.0 ({NON_ASCII})"] * 3
+    keys = services.audit.keys
     previous = chain.GENESIS
     for stored in events:
         assert stored.prev_hash == previous
-        assert stored.hash == chain.link_hash(previous, stored)
+        assert stored.key_id == keys.active_id
+        assert stored.hash == chain.link_hash(keys, previous, stored)
         previous = stored.hash
     head = await head_of(app, kit_id)
     assert (head.prev_hash, head.last_hash, head.length) == (events[-2].hash, previous, 3)
 
 
-async def test_an_append_is_one_statement_on_postgresql(app: FastAPI, kit_id: str) -> None:
+async def test_an_append_is_two_statements_on_postgresql(app: FastAPI, kit_id: str) -> None:
+    """The link is computed in Python (the key never reaches the database), so the head is
+    locked and read first, then advanced with the event's insert in one statement."""
     services = app.state.services
     ctx = RequestContext(actor=Actor("counter"), channel=Channel.REST)
     statements: list[str] = []
@@ -184,7 +186,7 @@ async def test_an_append_is_one_statement_on_postgresql(app: FastAPI, kit_id: st
             finally:
                 event.remove(connection, "before_cursor_execute", note)
     # SQLite: read the head, advance it, insert the event.
-    assert len(statements) == (2 if dialect == "postgresql" else 6), statements
+    assert len(statements) == (4 if dialect == "postgresql" else 6), statements
     assert (await verify(app, kit_id)) == (2, None)
 
 

@@ -550,3 +550,14 @@ async def test_production_serve_refuses_an_http_jwks_url_in_one_line(
     line = single_line(run.stderr)
     assert "jwks-http" in line
     assert "HEALTHINFO_ALLOW_INSECURE" in line
+
+
+async def test_config_masks_the_audit_keys(tmp_path: Path, env: dict[str, str]) -> None:
+    from healthinfo.crypto.master_keys import new_key_spec
+
+    spec = new_key_spec("a1")
+    env["HEALTHINFO_AUDIT_KEYS"] = spec
+    run = await healthinfo(tmp_path, env, "config")
+    assert run.code == 0, run.stderr
+    assert spec.split(":")[1] not in run.stdout
+    assert json.loads(run.stdout)["HEALTHINFO_AUDIT_KEYS"]

@@ -9,10 +9,14 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from healthinfo.audit.keys import AuditKeyring
 from healthinfo.common.database import create_engines
+from healthinfo.crypto.master_keys import new_key_spec
 from healthinfo.db import migrate
 from healthinfo.db.models import Base
 from tests.support.backends import BACKENDS, create_pg_database, drop_pg_database, sqlite_url
+
+KEYS = AuditKeyring.parse(new_key_spec("a1"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -81,7 +85,7 @@ async def test_the_hash_chain_migration_chains_events_written_before_it(
     await migrate.upgrade(empty_engine)
     uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
     async with uows.read() as uow:
-        checked, broken = await chain.verify(uow, "K")
+        checked, broken = await chain.verify(uow, KEYS, "K")
     assert (checked, broken) == (3, None)
 
 
@@ -108,12 +112,12 @@ async def test_chains_written_before_the_head_kept_its_prev_hash_go_on_after_it(
     uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
     async with uows.write() as uow:
         ctx = RequestContext(actor=Actor("u"), channel=Channel.REST)
-        await AuditLog().record(uow, ctx, AuditEntry("kit.test", "K"))
+        await AuditLog(KEYS).record(uow, ctx, AuditEntry("kit.test", "K"))
     async with empty_engine.connect() as conn:
         after = (await conn.execute(text(head))).one()
     assert (after.prev_hash, after.length) == (before.last_hash, 3)
     async with uows.read() as uow:
-        assert await chain.verify(uow, "K") == (3, None)
+        assert await chain.verify(uow, KEYS, "K") == (3, None)
 
 
 async def test_the_encryption_migration_encrypts_old_rows_and_its_downgrade_decrypts(
@@ -234,7 +238,7 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
             AuditEntry(amend, "GONE", reason="diabetic, per lab"),
             AuditEntry(erase, "GONE"),
         ):
-            await AuditLog().record(uow, ctx, entry)
+            await AuditLog(KEYS).record(uow, ctx, entry)
 
     async def reasons_of(kit_id: str) -> list[str | None]:
         async with empty_engine.connect() as conn:
@@ -246,7 +250,7 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
 
     async def chains_hold() -> bool:
         async with uows.read() as uow:
-            return all([(await chain.verify(uow, k))[1] is None for k in ("KEPT", "GONE")])
+            return all([(await chain.verify(uow, KEYS, k))[1] is None for k in ("KEPT", "GONE")])
 
     try:
         await migrate.upgrade(empty_engine, "0008", codec=codec)
@@ -262,3 +266,35 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
         assert await chains_hold()
     finally:
         await keystore_engines.dispose()
+
+
+async def test_the_keyed_links_downgrade_relinks_them_unkeyed_and_upgrade_keeps_them_valid(
+    empty_engine: AsyncEngine,
+) -> None:
+    """0009's downgrade recomputes keyed links the unkeyed way of 0005 (so 0007's code can
+    verify them); upgraded again, they verify as a legacy unkeyed prefix, then keyed ones."""
+    from sqlalchemy import text
+
+    from healthinfo.audit import chain
+    from healthinfo.audit.service import AuditEntry, AuditLog
+    from healthinfo.auth.actor import Actor
+    from healthinfo.common.context import Channel, RequestContext
+    from healthinfo.common.database import Engines
+    from healthinfo.common.uow import UnitOfWorkFactory
+
+    await _events_before_the_chain(empty_engine, 2)
+    await migrate.upgrade(empty_engine)
+    uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
+    ctx = RequestContext(actor=Actor("u"), channel=Channel.REST)
+    for _ in range(2):
+        async with uows.write() as uow:
+            await AuditLog(KEYS).record(uow, ctx, AuditEntry("kit.test", "K"))
+    await migrate.downgrade(empty_engine, "0008")
+    await migrate.upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        keyed = (await conn.execute(text("SELECT count(key_id) FROM audit_events"))).scalar()
+    assert keyed == 0
+    async with uows.write() as uow:
+        await AuditLog(KEYS).record(uow, ctx, AuditEntry("kit.test", "K"))
+    async with uows.read() as uow:
+        assert await chain.verify(uow, KEYS, "K") == (5, None)

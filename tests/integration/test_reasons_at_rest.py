@@ -93,6 +93,6 @@ async def test_the_audit_chain_covers_the_sealed_reason(
 ) -> None:
     await amended(client, kit_id, user)
     async with app.state.services.uows.read() as uow:
-        checked, broken = await chain.verify(uow, kit_id)
+        checked, broken = await chain.verify(uow, app.state.services.audit.keys, kit_id)
     assert broken is None
     assert checked >= 3

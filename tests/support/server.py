@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
+from tests.support.tokens import TEST_AUDIT_KEYS, TEST_MASTER_KEYS, TEST_SECRET
 
 
 def free_port() -> int:
@@ -47,6 +47,7 @@ class ServerProcess:
             "HEALTHINFO_DATA_DIR": str(data_dir),
             "HEALTHINFO_JWT_SECRET": TEST_SECRET,
             "HEALTHINFO_MASTER_KEYS": TEST_MASTER_KEYS,
+            "HEALTHINFO_AUDIT_KEYS": TEST_AUDIT_KEYS,
             "HEALTHINFO_KEYSTORE_URL": keystore_url_for(database_url),
             "HEALTHINFO_MIGRATE_ON_START": "true",
             "HEALTHINFO_ENVIRONMENT": "test",

@@ -19,3 +19,9 @@ def token(sub: str, roles: Sequence[str] = (), ttl_seconds: int = 3600) -> str:
 
 def auth(sub: str, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, roles)}"}
+
+
+# Two audit keys (a2 active), so that every run links with one and keeps the other verifiable.
+TEST_AUDIT_KEYS = (
+    "a1:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8,a2:YGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn8"
+)

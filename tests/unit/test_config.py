@@ -219,6 +219,7 @@ def test_production_with_a_key_source_is_accepted(
 ) -> None:
     monkeypatch.setenv("HEALTHINFO_ENVIRONMENT", "production")
     monkeypatch.setenv("HEALTHINFO_MASTER_KEYS", new_key_spec("k1"))
+    monkeypatch.setenv("HEALTHINFO_AUDIT_KEYS", new_key_spec("a1"))
     monkeypatch.setenv(name, value)
     assert load_settings().environment == "production"
 
@@ -245,6 +246,28 @@ def test_a_malformed_master_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     message = settings_error(monkeypatch, HEALTHINFO_MASTER_KEYS="k1:tooshort")
     assert "HEALTHINFO_MASTER_KEYS" in message
     assert "32 bytes" in message
+
+
+def test_production_without_audit_keys_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated audit key would sit in the data directory, beside what it protects."""
+    message = settings_error(
+        monkeypatch,
+        HEALTHINFO_ENVIRONMENT="production",
+        HEALTHINFO_JWT_SECRET=SECRET,
+        HEALTHINFO_MASTER_KEYS=new_key_spec("k1"),
+    )
+    assert "HEALTHINFO_AUDIT_KEYS" in message
+
+
+def test_a_malformed_audit_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = settings_error(monkeypatch, HEALTHINFO_AUDIT_KEYS="a1:tooshort")
+    assert "HEALTHINFO_AUDIT_KEYS: audit key 'a1' must be 32 bytes" in message
+
+
+def test_audit_checkpoints_default_to_the_data_dir_every_minute(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.effective_audit_checkpoint_dir == tmp_path / "audit-checkpoints"
+    assert settings.audit_checkpoint_interval == 60.0
 
 
 def test_a_flag_takes_a_percentage(monkeypatch: pytest.MonkeyPatch) -> None:

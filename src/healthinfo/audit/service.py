@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from healthinfo.audit import chain
+from healthinfo.audit.keys import AuditKeyring
 from healthinfo.audit.reasons import ReasonCodec, RevealedReason
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
@@ -38,9 +39,17 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, *, clock: Clock = utc_now, reasons: ReasonCodec | None = None) -> None:
+    def __init__(
+        self, keys: AuditKeyring, *, clock: Clock = utc_now, reasons: ReasonCodec | None = None
+    ) -> None:
+        self._keys = keys
         self._clock = clock
         self._reasons = reasons
+
+    @property
+    def keys(self) -> AuditKeyring:
+        """The audit key ring that links the chains (and signs the checkpoints)."""
+        return self._keys
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
@@ -63,10 +72,10 @@ class AuditLog:
             user_agent=without_control_characters(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
             reason=reason,
         )
-        # Chains and writes the event: one statement on PostgreSQL (see audit.chain). Core
+        # Chains (keyed) and writes the event: two statements on PostgreSQL (audit.chain). Core
         # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
         # statements themselves on every audited request, and nothing reads the event back.
-        await chain.append(uow, event)
+        await chain.append(uow, self._keys, event)
 
     async def list_for_kit(
         self, uow: UnitOfWork, kit_id: str, *, limit: int, cursor: str | None

@@ -37,23 +37,29 @@ class MasterKeyring:
 
     @classmethod
     def parse(cls, spec: str) -> MasterKeyring:
-        keys: dict[str, bytes] = {}
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
-            key_id, _, encoded = part.partition(":")
-            if not key_id or not encoded:
-                raise MasterKeyError("each master key is 'id:base64url-of-32-bytes'")
-            try:
-                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-            except (binascii.Error, ValueError):
-                raise MasterKeyError(f"master key {key_id!r} is not base64url") from None
-            if len(key) != KEY_BYTES:
-                raise MasterKeyError(f"master key {key_id!r} must be {KEY_BYTES} bytes")
-            if key_id in keys:
-                raise MasterKeyError(f"master key id {key_id!r} appears twice")
-            keys[key_id] = key
-        if not keys:
-            raise MasterKeyError("no master key")
+        keys = parse_keys(spec, what="master key")
         return cls(keys, active_id=list(keys)[-1])
+
+
+def parse_keys(spec: str, *, what: str) -> dict[str, bytes]:
+    """``id:base64url-32-bytes[,id:…]`` in order; shared by the master and the audit keys."""
+    keys: dict[str, bytes] = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key_id, _, encoded = part.partition(":")
+        if not key_id or not encoded:
+            raise MasterKeyError(f"each {what} is 'id:base64url-of-32-bytes'")
+        try:
+            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            raise MasterKeyError(f"{what} {key_id!r} is not base64url") from None
+        if len(key) != KEY_BYTES:
+            raise MasterKeyError(f"{what} {key_id!r} must be {KEY_BYTES} bytes")
+        if key_id in keys:
+            raise MasterKeyError(f"{what} id {key_id!r} appears twice")
+        keys[key_id] = key
+    if not keys:
+        raise MasterKeyError(f"no {what}")
+    return keys
 
 
 def new_key_spec(key_id: str) -> str:
@@ -63,13 +69,17 @@ def new_key_spec(key_id: str) -> str:
 
 
 def generated_keyring(data_dir: Path) -> MasterKeyring:
-    path = data_dir / MASTER_KEYS_FILE
+    return MasterKeyring.parse(generated_spec(data_dir / MASTER_KEYS_FILE))
+
+
+def generated_spec(path: Path) -> str:
+    """A one-key spec generated once into ``path`` (mode 0600), for development only."""
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with path.open("x", encoding="ascii") as handle:
                 path.chmod(0o600)
                 handle.write(new_key_spec("k1"))
         except FileExistsError:
             pass
-    return MasterKeyring.parse(path.read_text(encoding="ascii"))
+    return path.read_text(encoding="ascii")

@@ -183,6 +183,8 @@ class AuditEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    # The audit key that linked this event (HMAC); null: a legacy unkeyed link (before 0009).
+    key_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditChainHead(Base):

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 
+from healthinfo.audit.keys import AuditKeyring
 from healthinfo.audit.reasons import ReasonCodec
 from healthinfo.audit.service import OK, AuditEntry, AuditLog
 from healthinfo.common.clock import Clock, utc_now
@@ -101,9 +102,14 @@ class ChangeTrackingAuditLog(AuditLog):
     """
 
     def __init__(
-        self, changes: ChangeRecord, *, clock: Clock = utc_now, reasons: ReasonCodec | None = None
+        self,
+        changes: ChangeRecord,
+        keys: AuditKeyring,
+        *,
+        clock: Clock = utc_now,
+        reasons: ReasonCodec | None = None,
     ) -> None:
-        super().__init__(clock=clock, reasons=reasons)
+        super().__init__(keys, clock=clock, reasons=reasons)
         self._changes = changes
         self._marks = SqlKitMarks()
 
