@@ -94,7 +94,6 @@ async def test_chains_written_before_the_head_kept_its_prev_hash_go_on_after_it(
 ) -> None:
     """0007 leaves existing heads' ``prev_hash`` null; the next append sets it and continues
     the chain (on PostgreSQL, in SQL), and the whole chain verifies."""
-    from sqlalchemy import text
 
     from healthinfo.audit import chain
     from healthinfo.audit.service import AuditEntry, AuditLog
@@ -124,8 +123,6 @@ async def test_the_encryption_migration_encrypts_old_rows_and_its_downgrade_decr
     empty_engine: AsyncEngine, tmp_path: Path
 ) -> None:
     from datetime import UTC, datetime
-
-    from sqlalchemy import text
 
     from healthinfo.crypto.codec import EncryptedAnswerCodec
     from healthinfo.crypto.keystore import KeyStore
@@ -194,8 +191,6 @@ async def _events_before_the_chain(engine: AsyncEngine, count: int) -> None:
     """Kit K's audit events as 0004 stored them: no hash chain yet (0005 adds it)."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import text
-
     await migrate.upgrade(engine, "0004")
     async with engine.begin() as conn:
         for i in range(count):
@@ -211,11 +206,10 @@ async def _events_before_the_chain(engine: AsyncEngine, count: int) -> None:
 async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_them(
     empty_engine: AsyncEngine, tmp_path: Path
 ) -> None:
+    from datetime import UTC, datetime
+
     from healthinfo.audit import chain
     from healthinfo.audit.reasons import ReasonCodec
-    from healthinfo.audit.service import AuditEntry, AuditLog
-    from healthinfo.auth.actor import Actor
-    from healthinfo.common.context import Channel, RequestContext
     from healthinfo.common.database import Engines
     from healthinfo.common.uow import UnitOfWorkFactory
     from healthinfo.crypto.codec import EncryptedAnswerCodec
@@ -227,18 +221,34 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
     codec = EncryptedAnswerCodec(keystore)
     reasons = ReasonCodec(codec)
     await migrate.upgrade(keystore_engines.write, location=migrate.KEYSTORE_MIGRATIONS_DIR)
+    amend, erase = "health-information.amend", "health-information.erase"
+    # Reasons in plain text, as 0003-0007 stored them; 0005 chains them (unkeyed).
+    await migrate.upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as conn:
+        for i, (action, kit, reason) in enumerate(
+            (
+                (amend, "KEPT", "typo per lab"),
+                ("kit.test", "KEPT", None),
+                (amend, "GONE", "diabetic, per lab"),
+                (erase, "GONE", None),
+            )
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_events (event_id, at, kit_id, actor, action, channel,"
+                    " changed, outcome, reason) VALUES (:e, :at, :k, 'admin', :a, 'rest', '[]',"
+                    " 'ok', :r)"
+                ),
+                {
+                    "e": f"e-{i}",
+                    "at": datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC),
+                    "k": kit,
+                    "a": action,
+                    "r": reason,
+                },
+            )
     await migrate.upgrade(empty_engine, "0007")
     uows = UnitOfWorkFactory(Engines(write=empty_engine, read=empty_engine))
-    ctx = RequestContext(actor=Actor("admin"), channel=Channel.REST)
-    amend, erase = "health-information.amend", "health-information.erase"
-    async with uows.write() as uow:  # reasons in plain text, as 0007 stored them
-        for entry in (
-            AuditEntry(amend, "KEPT", reason="typo per lab"),
-            AuditEntry("kit.test", "KEPT"),
-            AuditEntry(amend, "GONE", reason="diabetic, per lab"),
-            AuditEntry(erase, "GONE"),
-        ):
-            await AuditLog(KEYS).record(uow, ctx, entry)
 
     async def reasons_of(kit_id: str) -> list[str | None]:
         async with empty_engine.connect() as conn:
@@ -248,9 +258,15 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
             )
             return [r.reason for r in rows]
 
-    async def chains_hold() -> bool:
-        async with uows.read() as uow:
-            return all([(await chain.verify(uow, KEYS, k))[1] is None for k in ("KEPT", "GONE")])
+    async def chains_hold(at: str) -> bool:
+        """Verified by today's code (the unkeyed links as a legacy prefix), then back to ``at``."""
+        await migrate.upgrade(empty_engine, codec=codec)
+        try:
+            async with uows.read() as uow:
+                kits = ("KEPT", "GONE")
+                return all([(await chain.verify(uow, KEYS, k))[1] is None for k in kits])
+        finally:
+            await migrate.downgrade(empty_engine, at, codec=codec)
 
     try:
         await migrate.upgrade(empty_engine, "0008", codec=codec)
@@ -260,10 +276,10 @@ async def test_the_reason_migration_seals_old_reasons_and_its_downgrade_unseals_
         assert "diabetic" not in gone
         assert (await reasons.reveal("KEPT", kept)).text == "typo per lab"
         assert (await reasons.reveal("GONE", gone)).erased
-        assert await chains_hold()
+        assert await chains_hold("0008")
         await migrate.downgrade(empty_engine, "0007", codec=codec)
         assert (await reasons_of("KEPT"), await reasons_of("GONE")) == (["typo per lab"], [None])
-        assert await chains_hold()
+        assert await chains_hold("0007")
     finally:
         await keystore_engines.dispose()
 
@@ -273,7 +289,6 @@ async def test_the_keyed_links_downgrade_relinks_them_unkeyed_and_upgrade_keeps_
 ) -> None:
     """0009's downgrade recomputes keyed links the unkeyed way of 0005 (so 0007's code can
     verify them); upgraded again, they verify as a legacy unkeyed prefix, then keyed ones."""
-    from sqlalchemy import text
 
     from healthinfo.audit import chain
     from healthinfo.audit.service import AuditEntry, AuditLog

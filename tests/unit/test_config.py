@@ -343,6 +343,7 @@ def production(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
     monkeypatch.setenv("HEALTHINFO_ENVIRONMENT", "production")
     monkeypatch.setenv("HEALTHINFO_JWT_SECRET", SECRET)
     monkeypatch.setenv("HEALTHINFO_MASTER_KEYS", new_key_spec("k1"))
+    monkeypatch.setenv("HEALTHINFO_AUDIT_KEYS", new_key_spec("a1"))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 

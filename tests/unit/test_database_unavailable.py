@@ -22,6 +22,8 @@ class PgError(Exception):
         DBAPIError("SELECT 1", {}, PgError("53300")),  # too many connections
         DBAPIError("SELECT 1", {}, PgError("57P01")),  # admin shutdown
         DBAPIError("SELECT 1", {}, PgError("08006")),  # connection failure
+        DBAPIError("SELECT", {}, PgError("42P01")),  # undefined table: a schema behind the code
+        DBAPIError("SELECT", {}, PgError("42703")),  # undefined column: likewise (503, #14.2)
         ConnectionRefusedError(),
         TimeoutError(),
     ],
@@ -34,7 +36,6 @@ def test_connection_level_failures_are_unavailability(error: BaseException) -> N
     "error",
     [
         IntegrityError("INSERT", {}, PgError("23505")),  # a bug or a race, not an outage
-        DBAPIError("SELECT", {}, PgError("42P01")),  # undefined table: a deployment bug
         ValueError("not a database error"),
     ],
 )
