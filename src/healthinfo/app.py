@@ -116,6 +116,7 @@ def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | No
                 RouteClass.READ: settings.rate_limit_read_per_user,
                 RouteClass.WRITE: settings.rate_limit_write_per_user,
                 RouteClass.STREAM: settings.rate_limit_stream_per_user,
+                RouteClass.FOCUS: settings.rate_limit_focus_per_user,
             },
             {
                 RouteClass.READ: settings.rate_limit_read_per_address,
@@ -228,6 +229,7 @@ def build_services(
     if rate_limiter is not None:
         services.components.append(rate_limiter)
     health_information.add_listener(hub.publish_change)
+    kits.add_access_listener(lambda kit_id, erased: hub.access_changed(kit_id, erased=erased))
     if cache is not None:
 
         async def write_through(event: ChangeEvent) -> None:

@@ -2,10 +2,15 @@
 
 Every channel asks ``authorize`` (reads) or ``authorize_write`` (writes, with auto-claim)
 before touching a kit, so access is decided here and in ``auth.access`` only.
+
+A change of who may read a kit (a member added, re-roled or removed, a claim, an owner
+assigned, the answers erased) is announced to the *access listeners* after its commit, so live
+connections re-authorize at once instead of at their next reconnect (realtime/hub.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -41,6 +46,10 @@ _ACCESS = (
 )
 
 
+AccessListener = Callable[[str, bool], Awaitable[None]]
+"""Called after the commit with (kit id, erased): who may read the kit may have changed."""
+
+
 @dataclass(frozen=True, slots=True)
 class KitAccess:
     kit_id: str
@@ -71,6 +80,15 @@ class KitService:
         self._audit = audit
         self._auto_claim = auto_claim
         self._clock = clock
+        self._access_listeners: list[AccessListener] = []
+
+    def add_access_listener(self, listener: AccessListener) -> None:
+        self._access_listeners.append(listener)
+
+    def access_changed(self, uow: UnitOfWork, kit_id: str, *, erased: bool = False) -> None:
+        """Tell the access listeners once ``uow`` commits (nothing if it rolls back)."""
+        for listener in self._access_listeners:
+            uow.after_commit(lambda listener=listener: listener(kit_id, erased))  # type: ignore[misc]
 
     async def access(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
         """One round trip: the owner, the caller's member role and the current data version.
@@ -139,6 +157,7 @@ class KitService:
                 )
             )
             await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
+            self.access_changed(uow, kit_id)
         return claimed_now
 
     async def assign_owner_if_unclaimed(
@@ -156,6 +175,7 @@ class KitService:
         if assigned:
             entry = AuditEntry(action="kit.assign-owner", kit_id=kit_id, changed=(owner_id,))
             await self._audit.record(uow, ctx, entry)
+            self.access_changed(uow, kit_id)
         return assigned
 
     async def list_members(
@@ -200,6 +220,7 @@ class KitService:
         await self._audit.record(
             uow, ctx, AuditEntry(action="kit.member.put", kit_id=kit_id, changed=(user_id,))
         )
+        self.access_changed(uow, kit_id)
         row = (
             await uow.session.execute(
                 select(MEMBERS).where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
@@ -220,6 +241,7 @@ class KitService:
         await self._audit.record(
             uow, ctx, AuditEntry(action="kit.member.delete", kit_id=kit_id, changed=(user_id,))
         )
+        self.access_changed(uow, kit_id)
 
     @staticmethod
     def _refuse_owner(access: KitAccess, user_id: str) -> None:
