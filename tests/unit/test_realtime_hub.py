@@ -17,6 +17,7 @@ from healthinfo.health_information.model import HealthInformationState, Status
 from healthinfo.health_information.service import ChangeEvent
 from healthinfo.infra.access_log import AccessTokenFilter, redact
 from healthinfo.infra.bus import InProcessBroker, InProcessBus
+from healthinfo.kits.service import KitRoster
 from healthinfo.realtime import events
 from healthinfo.realtime.events import AccessChanged, LiveEvent
 from healthinfo.realtime.hub import RESYNC, SHUTDOWN, SLOW_CONSUMER, RoomHub, Subscription
@@ -268,3 +269,33 @@ def test_the_access_token_is_redacted_from_log_records() -> None:
     )
     assert AccessTokenFilter().filter(record)
     assert "secret" not in record.getMessage()
+
+
+async def test_connections_of_a_kit_share_a_roster_read_begun_after_their_items() -> None:
+    hub = hub_on(InProcessBroker())
+    reads: list[int] = []
+    release = asyncio.Event()
+
+    async def read(kit_id: str) -> KitRoster:
+        reads.append(hub.deliveries(kit_id))
+        await release.wait()
+        return KitRoster(kit_id, "alice", {}, None)
+
+    hub.use_roster_reader(read)
+    await hub.start()
+    try:
+        await hub.join("K1", "alice")
+        await hub.publish_change(change("K1", 1))
+        seen = hub.deliveries("K1")
+        waiting = [asyncio.create_task(hub.roster("K1", after=seen)) for _ in range(3)]
+        await settle()
+        assert reads == [seen]  # one read for the three connections
+        await hub.publish_change(change("K1", 2))  # delivered after that read began
+        later = asyncio.create_task(hub.roster("K1", after=hub.deliveries("K1")))
+        await settle()
+        assert reads == [seen, seen + 1]  # so it cannot serve the new delivery
+        release.set()
+        rosters = await asyncio.gather(*waiting, later)
+        assert {r.owner_id for r in rosters} == {"alice"}
+    finally:
+        await hub.stop()

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -39,6 +40,7 @@ from healthinfo.common.tasks import stop_tasks
 from healthinfo.errors import DomainError, RoomFull, Unavailable
 from healthinfo.health_information.service import ChangeEvent
 from healthinfo.infra.bus import EventBus
+from healthinfo.kits.service import KitRoster
 from healthinfo.realtime import events
 from healthinfo.realtime.events import AccessChanged, LiveEvent
 from healthinfo.realtime.presence import presence_users
@@ -58,6 +60,9 @@ REVOKED = "revoked"
 class Resync:
     """Messages may have been missed (the bus reconnected): re-read from the database."""
 
+
+RosterReader = Callable[[str], Coroutine[None, None, KitRoster]]
+"""Reads a kit's roster in a short read transaction of its own (wired in app.py)."""
 
 RESYNC = Resync()
 QueueItem = LiveEvent | Resync | AccessChanged
@@ -182,6 +187,14 @@ class RoomHub:
         self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
+        # Per kit with local connections: deliveries so far, and the roster read in flight
+        # (with the delivery count when it began), shared by the kit's connections.
+        self._deliveries: dict[str, int] = {}
+        self._roster_reads: dict[str, tuple[int, asyncio.Task[KitRoster]]] = {}
+        self._read_roster: RosterReader | None = None
+
+    def use_roster_reader(self, reader: RosterReader) -> None:
+        self._read_roster = reader
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -297,6 +310,7 @@ class RoomHub:
             return False
         if not room:
             del self._local[sub.kit_id]
+            self._deliveries.pop(sub.kit_id, None)
         return True
 
     # -- events --------------------------------------------------------------------------
@@ -320,8 +334,45 @@ class RoomHub:
         return bool(self.bus.connected)
 
     def _deliver(self, kit_id: str, item: QueueItem) -> None:
-        for sub in list(self._local.get(kit_id, {}).values()):
+        room = self._local.get(kit_id)
+        if not room:
+            return
+        self._deliveries[kit_id] = self._deliveries.get(kit_id, 0) + 1
+        for sub in list(room.values()):
             sub.offer(item)
+
+    # -- re-authorization ----------------------------------------------------------------
+
+    def deliveries(self, kit_id: str) -> int:
+        """How many items were delivered to the kit's connections so far (a sequence)."""
+        return self._deliveries.get(kit_id, 0)
+
+    async def roster(self, kit_id: str, *, after: int) -> KitRoster:
+        """The kit's roster, read after delivery number ``after`` was queued.
+
+        A read still in flight that began at or after it is shared, so the connections of a
+        kit re-authorize with one query per wave of deliveries, not one each. Every item is
+        delivered after its change committed, so such a read sees every change committed
+        before the items a connection is about to send. Raises what the read raises.
+        """
+        if self._read_roster is None:
+            raise RuntimeError("no roster reader wired (app.py)")
+        shared = self._roster_reads.get(kit_id)
+        if shared is None or shared[0] < after or shared[1].done():
+            task: asyncio.Task[KitRoster] = asyncio.create_task(
+                self._read_roster(kit_id), name="room-roster"
+            )
+            task.add_done_callback(functools.partial(self._roster_read_done, kit_id))
+            shared = (self.deliveries(kit_id), task)
+            self._roster_reads[kit_id] = shared
+        return await asyncio.shield(shared[1])
+
+    def _roster_read_done(self, kit_id: str, task: asyncio.Task[KitRoster]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone
+        current = self._roster_reads.get(kit_id)
+        if current is not None and current[1] is task:
+            del self._roster_reads[kit_id]
 
     def _on_bus_message(self, kit_id: str, payload: bytes) -> None:
         message = events.decode(kit_id, payload)

@@ -13,11 +13,13 @@ again: a member removed meanwhile is dropped at the next read).
 **Re-authorization.** Nothing is delivered on a stream that has lost its access:
 
 * Before a batch of queued items is delivered (events, presence, an access change), the
-  stream asks ``KitService.authorize`` again, in a short read transaction. The items were
-  queued after their changes committed, so that read sees every access change committed
-  before them: an ``updated`` event of a write that committed after the member's removal is
-  never delivered to that member, whichever instance made either change. One primary-key
-  query per batch and connection; batches only form when something happened on the kit.
+  stream re-authorizes: ``KitRoster.authorize`` (the same decision as
+  ``KitService.authorize``) on the kit's roster, read in a short read transaction begun after
+  those items were queued. The items were queued after their changes committed, so that read
+  sees every access change committed before them: an ``updated`` event of a write that
+  committed after the member's removal is never delivered to that member, whichever instance
+  made either change. The kit's connections on this instance share the read in flight
+  (``RoomHub.roster``): one query per wave of deliveries to a kit, not one per connection.
 * An :class:`AccessChanged` item (a member removed, a role changed, a claim; announced after
   the commit, on every instance through the bus) wakes the stream for that check at once. An
   erasure ends the stream, and so does a change of the answers' creation time (an erasure
@@ -121,6 +123,7 @@ class LiveStream:
         """Everything queued, de-duplicated, gaps filled, once access was re-checked; may
         close the subscription (then nothing is returned)."""
         items = self.subscription.take()
+        after = self._svc.hub.deliveries(self._kit_id)  # counts every item just taken
         if self.subscription.close_reason is not None:
             return []
         now = self._loop.time()
@@ -131,7 +134,7 @@ class LiveStream:
             self.subscription.revoke(NotFound(ERASED))
             return []
         due = now >= self._next_check and not self._svc.hub.bus_connected
-        if (items or due) and not await self._still_authorized():
+        if (items or due) and not await self._still_authorized(after):
             return []
         out: list[LiveEvent] = []
         for item in items:
@@ -148,13 +151,12 @@ class LiveStream:
             # else: a duplicate of a version already sent
         return out
 
-    async def _still_authorized(self) -> bool:
-        """READ access now, through the one access decision; revokes the stream otherwise."""
+    async def _still_authorized(self, after: int) -> bool:
+        """READ access now, through the one access decision (on a roster the kit's
+        connections share, read after the items at hand); revokes the stream otherwise."""
         try:
-            async with self._svc.uows.read() as uow:
-                access = await self._svc.kits.authorize(
-                    uow, self._actor, self._kit_id, Permission.READ
-                )
+            roster = await self._svc.hub.roster(self._kit_id, after=after)
+            roster.authorize(self._actor, Permission.READ)
         except (NotFound, Forbidden):
             self.subscription.revoke(access_ended())
             return False
@@ -163,10 +165,10 @@ class LiveStream:
             return False
         self._next_check = self._loop.time() + self._recheck_interval()
         known = self._data_created_at
-        if known is not None and access.data_created_at != known:
+        if known is not None and roster.data_created_at != known:
             self.subscription.revoke(NotFound(ERASED))
             return False
-        self._data_created_at = access.data_created_at
+        self._data_created_at = roster.data_created_at
         return True
 
     def _accept(self, candidates: list[LiveEvent]) -> list[LiveEvent]:
