@@ -70,7 +70,7 @@ from healthinfo.infra.ratelimit import Limits, RateLimiter, RouteClass
 from healthinfo.infra.resilient_cache import CircuitBreaker
 from healthinfo.infra.tracing import build_tracing
 from healthinfo.kits import rest as kits_rest
-from healthinfo.kits.service import KitService
+from healthinfo.kits.service import KitRoster, KitService
 from healthinfo.questionnaires import rest as questionnaires_rest
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from healthinfo.realtime import demo as realtime_demo
@@ -116,6 +116,7 @@ def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | No
                 RouteClass.READ: settings.rate_limit_read_per_user,
                 RouteClass.WRITE: settings.rate_limit_write_per_user,
                 RouteClass.STREAM: settings.rate_limit_stream_per_user,
+                RouteClass.FOCUS: settings.rate_limit_focus_per_user,
             },
             {
                 RouteClass.READ: settings.rate_limit_read_per_address,
@@ -241,6 +242,13 @@ def build_services(
     if rate_limiter is not None:
         services.components.append(rate_limiter)
     health_information.add_listener(hub.publish_change)
+    kits.add_access_listener(lambda kit_id, erased: hub.access_changed(kit_id, erased=erased))
+
+    async def read_roster(kit_id: str) -> KitRoster:
+        async with uows.read() as uow:
+            return await kits.roster(uow, kit_id)
+
+    hub.use_roster_reader(read_roster)
     if cache is not None:
 
         async def write_through(event: ChangeEvent) -> None:

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     realtime_queue_size: int = Field(default=256, ge=1, le=100_000)
     realtime_presence_ttl_seconds: float = Field(default=30.0, ge=0.5, le=600)
     bus_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Streams and sockets (docs/realtime.md "Revocation" and "Limits"): connections one user
+    # may hold in one kit's room, WebSocket focus messages per user, and how often a stream
+    # re-checks its access while the event bus is down (at most 5 s: the promise).
+    room_user_limit: int = Field(default=5, ge=1, le=10_000)
+    rate_limit_focus_per_user: str = "300/minute"
+    realtime_access_recheck_seconds: float = Field(default=5.0, gt=0, le=5)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Logs (docs/operations.md#logs): true JSON lines, false the console layout, unset or
     # "auto" JSON unless stdout is a terminal.
@@ -350,6 +356,7 @@ class Settings(BaseSettings):
         "rate_limit_read_per_address",
         "rate_limit_write_per_address",
         "rate_limit_stream_per_address",
+        "rate_limit_focus_per_user",
     )
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:

@@ -229,16 +229,25 @@ class UnsupportedMediaType(DomainError):
 
 
 class RoomFull(DomainError):
-    """A live connection (SSE or WebSocket) beyond the kit's room limit; members stay connected."""
+    """A live connection (SSE or WebSocket) beyond the kit's room limit, or beyond the
+    per-user cap of a room; the members already in stay connected."""
 
     code = "room-full"
     title = "Room full"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, retry_after: int = 3, per_user: bool = False) -> None:
         self.limit = limit
+        self.retry_after = retry_after
         super().__init__(
-            f"This kit already has {limit} live connections, the most it allows; try again later."
+            f"You already have {limit} live connections to this kit, the most one user may "
+            "hold; close one or try again later."
+            if per_user
+            else f"This kit already has {limit} live connections, the most it allows; "
+            "try again later."
         )
+
+    def extra(self) -> dict[str, Any]:
+        return {"retryAfter": self.retry_after}
 
 
 class RateLimited(DomainError):
@@ -248,6 +257,10 @@ class RateLimited(DomainError):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(f"Too many requests; retry after {retry_after} seconds.")
+
+    def extra(self) -> dict[str, Any]:
+        """Also in the body: a WebSocket error message has no headers to carry it."""
+        return {"retryAfter": self.retry_after}
 
 
 class Unavailable(DomainError):

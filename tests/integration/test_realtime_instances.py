@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,11 +25,13 @@ import redis.asyncio as aioredis
 from tests.support.backends import REDIS_URL, require_reachable, sqlite_url
 from tests.support.live import (
     STARTUP_SECONDS,
+    SseStream,
     opened,
     receive_type,
     refused,
     request,
     sse,
+    until_closed,
     websocket,
 )
 from tests.support.redis_server import PrivateRedis
@@ -254,3 +257,90 @@ async def lost_message_is_recovered(
             assert (event.id, event.data["answers"]) == ("2", {"heightCm": 171})
             await http.patch(url(kit_id), json={"answers": {"heightCm": 172}}, headers=auth(owner))
             assert (await stream.event("updated")).id == "3"
+
+
+# -- access changes across instances -------------------------------------------------------
+
+
+async def add_viewer(http: httpx.AsyncClient, kit_id: str, owner: str, viewer: str) -> None:
+    response = await http.put(
+        f"/v1/kits/{kit_id}/members/{viewer}", json={"role": "viewer"}, headers=auth(owner)
+    )
+    assert response.status_code == 201
+
+
+async def remove_member(http: httpx.AsyncClient, kit_id: str, owner: str, user: str) -> None:
+    response = await http.delete(f"/v1/kits/{kit_id}/members/{user}", headers=auth(owner))
+    assert response.status_code == 204
+
+
+async def until_revoked(stream: SseStream, within: float) -> tuple[dict[str, Any], list[str]]:
+    """The ``revoked`` event's problem, and the events sent before the stream ended."""
+    frames = await stream.until_end(within=within)
+    assert stream.ended, "the stream did not end"
+    assert frames[-1].event == "revoked", [f.event for f in frames]
+    names = [f.event for f in frames[:-1] if f.event is not None]
+    return frames[-1].data, names
+
+
+async def test_a_removal_on_one_instance_ends_the_member_s_streams_on_the_other(
+    pair: tuple[ServerProcess, ServerProcess], http: httpx.AsyncClient
+) -> None:
+    """Within a second, and the write that commits right after the removal, through the
+    member's own instance, never reaches them."""
+    _a, b = pair
+    owner, viewer = new_user("a"), new_user("b")
+    kit_id = await claimed_kit(http, owner)
+    await add_viewer(http, kit_id, owner, viewer)
+    async with (
+        sse(b.base_url, kit_id, viewer) as stream,
+        websocket(b.base_url, kit_id, viewer) as ws,
+        httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b,
+    ):
+        await stream.event("presence")
+        await opened(ws)
+        await remove_member(http, kit_id, owner, viewer)  # through A
+        started = time.monotonic()
+        write = await on_b.patch(
+            url(kit_id), json={"answers": {"heightCm": 170}}, headers=auth(owner)
+        )
+        assert write.status_code == 200
+        problem, sent = await until_revoked(stream, within=1.5)
+        assert time.monotonic() - started < 1.5
+        assert problem["code"] == "forbidden"
+        assert "updated" not in sent
+        assert await until_closed(ws) == (4403, "forbidden")
+
+
+async def test_with_the_bus_down_a_removal_still_ends_streams_within_five_seconds(
+    tmp_path: Path,
+) -> None:
+    private = PrivateRedis(tmp_path)
+    private.start()
+    try:
+        a, b = start_pair(
+            sqlite_url(tmp_path), tmp_path, instance_env(private.url, "healthinfo-recheck:")
+        )
+        try:
+            await removal_without_a_bus(a, b, private)
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        private.stop()
+
+
+async def removal_without_a_bus(a: ServerProcess, b: ServerProcess, private: PrivateRedis) -> None:
+    owner, viewer = new_user("a"), new_user("b")
+    async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as http:
+        kit_id = await claimed_kit(http, owner)
+        await add_viewer(http, kit_id, owner, viewer)
+        async with sse(b.base_url, kit_id, viewer) as stream:
+            await stream.event("presence")
+            private.stop()  # A cannot tell B about the removal
+            await asyncio.sleep(1.0)  # B notices its lost subscription
+            await remove_member(http, kit_id, owner, viewer)
+            started = time.monotonic()
+            problem, _sent = await until_revoked(stream, within=8)
+            assert time.monotonic() - started < 5.5
+            assert problem["code"] == "forbidden"

@@ -17,8 +17,9 @@ from healthinfo.health_information.model import HealthInformationState, Status
 from healthinfo.health_information.service import ChangeEvent
 from healthinfo.infra.access_log import AccessTokenFilter, redact
 from healthinfo.infra.bus import InProcessBroker, InProcessBus
+from healthinfo.kits.service import KitRoster
 from healthinfo.realtime import events
-from healthinfo.realtime.events import LiveEvent
+from healthinfo.realtime.events import AccessChanged, LiveEvent
 from healthinfo.realtime.hub import RESYNC, SHUTDOWN, SLOW_CONSUMER, RoomHub, Subscription
 from healthinfo.realtime.presence import presence_users
 from healthinfo.realtime.rooms import InMemoryRoomStore, Member
@@ -110,6 +111,53 @@ async def test_a_change_reaches_every_subscriber_on_every_instance_once(
     assert versions(elsewhere) == []
 
 
+async def test_an_access_change_reaches_every_connection_of_the_kit_on_every_instance(
+    pair: tuple[RoomHub, RoomHub],
+) -> None:
+    first, second = pair
+    here = await first.join("K1", "alice")
+    there = await second.join("K1", "bob")
+    elsewhere = await second.join("K2", "carol")
+    await settle()
+    for sub in (here, there, elsewhere):
+        sub.take()
+
+    await first.access_changed("K1")
+    await first.access_changed("K1", erased=True)
+    await settle()
+    for sub in (here, there):
+        assert [i for i in sub.take() if isinstance(i, AccessChanged)] == [
+            AccessChanged(erased=False),
+            AccessChanged(erased=True),
+        ]
+    assert not [i for i in elsewhere.take() if isinstance(i, AccessChanged)]
+
+
+async def test_one_user_holds_at_most_their_share_of_a_room() -> None:
+    hub = RoomHub(
+        bus=InProcessBus(),
+        rooms=InMemoryRoomStore(),
+        room_limit=3,
+        user_limit=2,
+        retry_after_seconds=4,
+        queue_size=16,
+        presence_ttl_seconds=30,
+    )
+    await hub.start()
+    try:
+        await hub.join("K1", "alice")
+        await hub.join("K1", "alice")
+        with pytest.raises(RoomFull) as refused:
+            await hub.join("K1", "alice")
+        assert refused.value.extra() == {"retryAfter": 4}
+        assert "one user" in refused.value.detail
+        await hub.join("K1", "bob")  # someone else still gets the last place
+        with pytest.raises(RoomFull):
+            await hub.join("K1", "carol")
+    finally:
+        await hub.stop()
+
+
 async def test_the_room_limit_refuses_the_newcomer_and_a_leave_frees_a_place() -> None:
     hub = hub_on(InProcessBroker(), limit=2)
     await hub.start()
@@ -187,6 +235,13 @@ def test_bus_messages_are_checked_not_trusted() -> None:
     presence = events.decode("K1", events.encode_presence_changed("o", "K1"))
     assert presence is not None
     assert presence.event is None
+    assert presence.access is None
+    access = events.decode("K1", events.encode_access_changed("o", "K1", True))
+    assert access is not None
+    assert (access.event, access.access) == (None, AccessChanged(erased=True))
+    assert b"user" not in events.encode_access_changed("o", "K1", False)  # nobody named
+    bad = b'{"format": 1, "origin": "o", "kitId": "K1", "event": "access-changed"}'
+    assert events.decode("K1", bad) is None  # "erased" must say true or false
 
 
 def test_event_encodings() -> None:
@@ -214,3 +269,33 @@ def test_the_access_token_is_redacted_from_log_records() -> None:
     )
     assert AccessTokenFilter().filter(record)
     assert "secret" not in record.getMessage()
+
+
+async def test_connections_of_a_kit_share_a_roster_read_begun_after_their_items() -> None:
+    hub = hub_on(InProcessBroker())
+    reads: list[int] = []
+    release = asyncio.Event()
+
+    async def read(kit_id: str) -> KitRoster:
+        reads.append(hub.deliveries(kit_id))
+        await release.wait()
+        return KitRoster(kit_id, "alice", {}, None)
+
+    hub.use_roster_reader(read)
+    await hub.start()
+    try:
+        await hub.join("K1", "alice")
+        await hub.publish_change(change("K1", 1))
+        seen = hub.deliveries("K1")
+        waiting = [asyncio.create_task(hub.roster("K1", after=seen)) for _ in range(3)]
+        await settle()
+        assert reads == [seen]  # one read for the three connections
+        await hub.publish_change(change("K1", 2))  # delivered after that read began
+        later = asyncio.create_task(hub.roster("K1", after=hub.deliveries("K1")))
+        await settle()
+        assert reads == [seen, seen + 1]  # so it cannot serve the new delivery
+        release.set()
+        rosters = await asyncio.gather(*waiting, later)
+        assert {r.owner_id for r in rosters} == {"alice"}
+    finally:
+        await hub.stop()

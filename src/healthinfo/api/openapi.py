@@ -43,6 +43,7 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
     conflicts: list[dict[str, Any]] | None = None
     currentVersion: int | None = None
+    retryAfter: int | None = None  # rate-limited, room-full: seconds, as in Retry-After
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -165,7 +165,7 @@ def problem_for(request: Request, error: DomainError) -> Response:
 def _response_for(request: Request, error: DomainError) -> Response:
     body = domain_problem(error, instance=request.url.path, request_id=request_id_of(request))
     headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | RoomFull):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="healthinfo"'

@@ -14,6 +14,13 @@ class Actor:
 
     user_id: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    # When the token that authenticated this caller stops being accepted (its ``exp`` plus the
+    # verifier's leeway, seconds since the epoch); None for callers without a token (the CLI).
+    # A long-lived connection checks it per message and ends at it (realtime/stream.py).
+    expires_at: float | None = field(default=None, compare=False)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     @property
     def is_admin(self) -> bool:

@@ -139,7 +139,7 @@ class TokenVerifier:
         else:
             keys = await self._asymmetric_keys(algorithm, header.get("kid"))
             claims = self._decode_with_any(token, keys, algorithm)
-        actor = _actor_from(claims)
+        actor = _actor_from(claims, leeway_seconds=self._leeway)
         self._remember(token, actor, claims)
         return actor
 
@@ -355,8 +355,11 @@ def _detail_for(exc: jwt.PyJWTError) -> str:
     return MALFORMED
 
 
-def _actor_from(claims: dict[str, Any]) -> Actor:
-    return Actor(user_id=_subject(claims), roles=_roles(claims))
+def _actor_from(claims: dict[str, Any], *, leeway_seconds: int) -> Actor:
+    """``expires_at`` is when this verifier starts refusing the token (``exp`` + leeway), so a
+    stream ended at it cannot be reopened with the same token."""
+    expires_at = float(claims["exp"]) + leeway_seconds
+    return Actor(user_id=_subject(claims), roles=_roles(claims), expires_at=expires_at)
 
 
 def _subject(claims: dict[str, Any]) -> str:

@@ -401,6 +401,8 @@ class HealthInformationService:
         if self._cache is not None:
             cache = self._cache
             uow.after_commit(lambda: _forget(cache, kit_id))
+        # Live connections of the kit end: what they were shown no longer exists.
+        self._kits.access_changed(uow, kit_id, erased=True)
         return current.version
 
     async def record_read(

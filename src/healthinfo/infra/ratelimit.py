@@ -39,6 +39,7 @@ class RouteClass(StrEnum):
     READ = "read"
     WRITE = "write"
     STREAM = "stream"
+    FOCUS = "focus"  # WebSocket focus messages: per user only (presence, not data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +229,11 @@ class RateLimiter:
         otherwise the tighter one is reported.
         """
         checks = []
-        if address is not None:
+        if address is not None and route_class in self._limits.per_address:
             checks.append(
                 Check(self._limits.per_address[route_class], "addr", route_class, address)
             )
-        if user_id is not None:
+        if user_id is not None and route_class in self._limits.per_user:
             checks.append(Check(self._limits.per_user[route_class], "user", route_class, user_id))
         if not checks:
             return Decision(True, 0, 0, 0)

@@ -8,10 +8,15 @@ that holds no answers yet: the contract's "first write claims it". A kit that ho
 but has no owner (an admin wrote them, the legacy import brought them) is claimed only with a
 one-time claim code (``kits.claim_codes``), or gets its owner from an admin (``set_owner``);
 until then it is 404 to everyone but admins (and members an admin added).
+
+A change of who may read a kit (a member added, re-roled or removed, a claim, an owner
+assigned, the answers erased) is announced to the *access listeners* after its commit, so live
+connections re-authorize at once instead of at their next reconnect (realtime/hub.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -48,6 +53,10 @@ _ACCESS = (
 )
 
 
+AccessListener = Callable[[str, bool], Awaitable[None]]
+"""Called after the commit with (kit id, erased): who may read the kit may have changed."""
+
+
 @dataclass(frozen=True, slots=True)
 class KitAccess:
     kit_id: str
@@ -55,6 +64,32 @@ class KitAccess:
     roles: frozenset[KitRole]
     version: int | None = None
     data_created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KitRoster:
+    """Everyone's standing on a kit, read in one statement: the live connections of a kit
+    re-authorize against one roster instead of one query each (realtime/hub.py)."""
+
+    kit_id: str
+    owner_id: str | None
+    member_roles: Mapping[str, str]
+    data_created_at: datetime | None
+
+    def authorize(self, actor: Actor, permission: Permission) -> None:
+        """The same decision as ``KitService.authorize``, from the roster."""
+        member_role = self.member_roles.get(actor.user_id)
+        roles = kit_roles(actor, owner_id=self.owner_id, member_role=member_role)
+        require(roles, permission, kit_id=self.kit_id)
+
+
+_ROSTER = (
+    select(KITS.c.owner_id, CURRENT.c.created_at, MEMBERS.c.user_id, MEMBERS.c.role)
+    .select_from(KITS)
+    .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
+    .outerjoin(MEMBERS, MEMBERS.c.kit_id == KITS.c.kit_id)
+    .where(KITS.c.kit_id == bindparam("kit_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +121,15 @@ class KitService:
         self._auto_claim = auto_claim
         self._codes = claim_codes or ClaimCodes(clock=clock)
         self._clock = clock
+        self._access_listeners: list[AccessListener] = []
+
+    def add_access_listener(self, listener: AccessListener) -> None:
+        self._access_listeners.append(listener)
+
+    def access_changed(self, uow: UnitOfWork, kit_id: str, *, erased: bool = False) -> None:
+        """Tell the access listeners once ``uow`` commits (nothing if it rolls back)."""
+        for listener in self._access_listeners:
+            uow.after_commit(lambda listener=listener: listener(kit_id, erased))  # type: ignore[misc]
 
     async def access(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
         """One round trip: the owner, the caller's member role and the current data version.
@@ -99,6 +143,15 @@ class KitService:
             return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
         roles = kit_roles(actor, owner_id=row.owner_id, member_role=row.role)
         return KitAccess(kit_id, row.owner_id, roles, row.version, row.created_at)
+
+    async def roster(self, uow: UnitOfWork, kit_id: str) -> KitRoster:
+        """The owner, every member's role and the answers' creation time, in one statement
+        (one consistent snapshot); an unknown kit has no owner and no members."""
+        rows = (await uow.session.execute(_ROSTER, {"kit_id": kit_id})).all()
+        if not rows:
+            return KitRoster(kit_id, None, {}, None)
+        roles = {row.user_id: row.role for row in rows if row.user_id is not None}
+        return KitRoster(kit_id, rows[0].owner_id, roles, rows[0].created_at)
 
     async def authorize(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, permission: Permission
@@ -177,6 +230,7 @@ class KitService:
                 )
             )
             await self._audit.record(uow, ctx, AuditEntry(action="kit.claim", kit_id=kit_id))
+            self.access_changed(uow, kit_id)
         return claimed_now
 
     async def issue_claim_code(
@@ -215,6 +269,7 @@ class KitService:
         await self._codes.forget(uow, kit_id)
         entry = AuditEntry(action="kit.owner.put", kit_id=kit_id, changed=(user_id,))
         await self._audit.record(uow, ctx, entry)
+        self.access_changed(uow, kit_id)  # the old owner's streams must end
         return ClaimResult(kit_id, user_id, now, created=access.owner_id is None)
 
     async def assign_owner_if_unclaimed(
@@ -232,6 +287,7 @@ class KitService:
         if assigned:
             entry = AuditEntry(action="kit.assign-owner", kit_id=kit_id, changed=(owner_id,))
             await self._audit.record(uow, ctx, entry)
+            self.access_changed(uow, kit_id)
         return assigned
 
     async def list_members(
@@ -276,6 +332,7 @@ class KitService:
         await self._audit.record(
             uow, ctx, AuditEntry(action="kit.member.put", kit_id=kit_id, changed=(user_id,))
         )
+        self.access_changed(uow, kit_id)
         row = (
             await uow.session.execute(
                 select(MEMBERS).where(MEMBERS.c.kit_id == kit_id, MEMBERS.c.user_id == user_id)
@@ -296,6 +353,7 @@ class KitService:
         await self._audit.record(
             uow, ctx, AuditEntry(action="kit.member.delete", kit_id=kit_id, changed=(user_id,))
         )
+        self.access_changed(uow, kit_id)
 
     @staticmethod
     def _refuse_owner(access: KitAccess, user_id: str) -> None:

@@ -106,10 +106,16 @@ async def open_stream(
     """
     actor = ctx.actor
     async with svc.uows.read() as uow:
-        await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
+        access = await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
     sub = await hub.join(kit_id, actor.user_id)
     try:
-        stream = LiveStream(svc=svc, actor=actor, kit_id=kit_id, subscription=sub)
+        stream = LiveStream(
+            svc=svc,
+            actor=actor,
+            kit_id=kit_id,
+            subscription=sub,
+            data_created_at=access.data_created_at,
+        )
         opening = await stream.open(resume_after)
         if opening:
             await audit_read(svc, ctx, kit_id, stream.last_version)

@@ -19,6 +19,7 @@ SNAPSHOT = "snapshot"
 UPDATED = "updated"
 SUBMITTED = "submitted"
 PRESENCE = "presence"
+ACCESS_CHANGED = "access-changed"  # on the bus only: re-authorize the kit's connections
 VERSIONED_EVENTS = frozenset({UPDATED, SUBMITTED})
 BUS_FORMAT = 1
 _KIT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -73,6 +74,13 @@ def change(event: ChangeEvent) -> LiveEvent:
     return LiveEvent(UPDATED, data, state.version)
 
 
+@dataclass(frozen=True, slots=True)
+class AccessChanged:
+    """Who may read the kit changed (``erased``: its answers were erased): re-authorize."""
+
+    erased: bool = False
+
+
 def presence(users: list[dict[str, str]]) -> LiveEvent:
     return LiveEvent(PRESENCE, {"users": users})
 
@@ -85,6 +93,7 @@ class BusMessage:
     origin: str
     kit_id: str
     event: LiveEvent | None  # None: the kit's presence changed (read it from the room store)
+    access: AccessChanged | None = None  # set: the kit's access changed (and event is None)
 
 
 def encode_change(origin: str, kit_id: str, event: LiveEvent) -> bytes:
@@ -106,6 +115,19 @@ def encode_presence_changed(origin: str, kit_id: str) -> bytes:
     ).encode()
 
 
+def encode_access_changed(origin: str, kit_id: str, erased: bool) -> bytes:
+    """No user, role or data in it: receivers re-read access from the database."""
+    return _dumps(
+        {
+            "format": BUS_FORMAT,
+            "origin": origin,
+            "kitId": kit_id,
+            "event": ACCESS_CHANGED,
+            "erased": erased,
+        }
+    ).encode()
+
+
 def decode(kit_id: str, payload: bytes) -> BusMessage | None:
     """A checked bus message, or None for anything malformed or misaddressed (dropped)."""
     try:
@@ -119,6 +141,11 @@ def decode(kit_id: str, payload: bytes) -> BusMessage | None:
         return None
     if name == PRESENCE:
         return BusMessage(origin, kit_id, None)
+    if name == ACCESS_CHANGED:
+        erased = body.get("erased")
+        if not isinstance(erased, bool):
+            return None
+        return BusMessage(origin, kit_id, None, AccessChanged(erased))
     version, data = body.get("id"), body.get("data")
     if name not in VERSIONED_EVENTS or not isinstance(data, dict):
         return None

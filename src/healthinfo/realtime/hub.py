@@ -10,6 +10,11 @@
 * **Presence** changes are announced on the bus with no state in the message; each instance
   re-reads the room from the store and sends ``presence`` to each local connection whose view
   differs (so a new connection always gets one).
+* **Access changes** (a member removed or re-roled, a kit claimed or erased) are announced
+  after their commit, here and on the bus (``access_changed``): every connection of the kit
+  gets an :class:`AccessChanged` item, and ``stream.py`` re-authorizes it against the database
+  before it delivers anything else (an erasure ends every connection of the kit).
+* **Per-user cap**: one user holds at most ``user_limit`` of a room's places.
 * **Shutdown**: ``begin_shutdown`` (safe from a signal handler) closes every subscription with
   the reason ``shutdown``; SSE streams then send a retry hint, WebSockets close with 1012.
 
@@ -21,31 +26,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from healthinfo.common.tasks import stop_tasks
-from healthinfo.errors import RoomFull, Unavailable
+from healthinfo.errors import DomainError, RoomFull, Unavailable
 from healthinfo.health_information.service import ChangeEvent
 from healthinfo.infra.bus import EventBus
+from healthinfo.kits.service import KitRoster
 from healthinfo.realtime import events
-from healthinfo.realtime.events import LiveEvent
+from healthinfo.realtime.events import AccessChanged, LiveEvent
 from healthinfo.realtime.presence import presence_users
-from healthinfo.realtime.rooms import Member, RoomStore, RoomStoreUnavailable
+from healthinfo.realtime.rooms import Admission, Member, RoomStore, RoomStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"
 LIFETIME = "lifetime"
 SLOW_CONSUMER = "slow-consumer"
-ACCESS_LOST = "not-found"
 UNAVAILABLE = "unavailable"
+# The connection lost its access (its problem says why: removed, token expired, kit erased).
+REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +61,11 @@ class Resync:
     """Messages may have been missed (the bus reconnected): re-read from the database."""
 
 
+RosterReader = Callable[[str], Coroutine[None, None, KitRoster]]
+"""Reads a kit's roster in a short read transaction of its own (wired in app.py)."""
+
 RESYNC = Resync()
-QueueItem = LiveEvent | Resync
+QueueItem = LiveEvent | Resync | AccessChanged
 
 
 class Subscription:
@@ -68,6 +79,7 @@ class Subscription:
         self.focused_at = 0.0
         self.presence_seen: list[dict[str, str]] | None = None
         self.close_reason: str | None = None
+        self.revoked_by: DomainError | None = None  # the problem, when closed as REVOKED
         self.closed = asyncio.Event()
         self._items: deque[QueueItem] = deque()
         self._max = max_items
@@ -84,6 +96,12 @@ class Subscription:
             return
         self._items.append(item)
         self._ready.set()
+
+    def revoke(self, error: DomainError) -> None:
+        """Close because access ended; the adapters send ``error`` as the last word."""
+        if self.close_reason is None:
+            self.revoked_by = error
+        self.close(REVOKED)
 
     def close(self, reason: str) -> None:
         if self.close_reason is None:
@@ -153,6 +171,8 @@ class RoomHub:
         room_limit: int,
         queue_size: int,
         presence_ttl_seconds: float,
+        user_limit: int | None = None,
+        retry_after_seconds: int = 3,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.instance_id = uuid.uuid4().hex
@@ -160,6 +180,8 @@ class RoomHub:
         self.bus = bus
         self.rooms = rooms
         self._limit = room_limit
+        self._user_limit = room_limit if user_limit is None else user_limit
+        self._retry_after = retry_after_seconds
         self._queue_size = queue_size
         self._heartbeat_seconds = presence_ttl_seconds / 3
         self._local: dict[str, dict[str, Subscription]] = {}
@@ -169,6 +191,14 @@ class RoomHub:
         self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
+        # Per kit with local connections: deliveries so far, and the roster read in flight
+        # (with the delivery count when it began), shared by the kit's connections.
+        self._deliveries: dict[str, int] = {}
+        self._roster_reads: dict[str, tuple[int, asyncio.Task[KitRoster]]] = {}
+        self._read_roster: RosterReader | None = None
+
+    def use_roster_reader(self, reader: RosterReader) -> None:
+        self._read_roster = reader
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -222,14 +252,19 @@ class RoomHub:
         sub = Subscription(kit_id, user_id, max_items=self._queue_size)
         self._local.setdefault(kit_id, {})[sub.id] = sub
         try:
-            admitted = await self._admit(sub)
+            admission = await self._admit(sub)
         except BaseException:
             self._forget(sub)
             raise
-        if not admitted:
+        if admission is not Admission.ADMITTED:
             self._forget(sub)
             self.metrics.refused.inc()
-            raise RoomFull(self._limit)
+            per_user = admission is Admission.USER_FULL
+            raise RoomFull(
+                self._user_limit if per_user else self._limit,
+                retry_after=self._retry_after,
+                per_user=per_user,
+            )
         self.metrics.connections.inc()
         self._presence_changed(kit_id, announce=True)
         return sub
@@ -256,15 +291,22 @@ class RoomHub:
             self.metrics.store_errors.inc()
         self._presence_changed(sub.kit_id, announce=True)
 
-    async def _admit(self, sub: Subscription) -> bool:
+    async def _admit(self, sub: Subscription) -> Admission:
         try:
-            return await self.rooms.join(sub.kit_id, sub.member(), limit=self._limit)
+            return await self.rooms.join(
+                sub.kit_id, sub.member(), limit=self._limit, per_user_limit=self._user_limit
+            )
         except RoomStoreUnavailable:
-            # The shared count is unreachable: enforce the limit on this instance's connections
-            # (the heartbeat re-registers them when the store is back).
+            # The shared count is unreachable: enforce the limits on this instance's
+            # connections (the heartbeat re-registers them when the store is back).
             self.metrics.store_errors.inc()
             logger.warning("realtime.room_store_unavailable")
-            return self.connections(sub.kit_id) <= self._limit
+            room = self._local.get(sub.kit_id, {}).values()
+            if len(room) > self._limit:
+                return Admission.ROOM_FULL
+            if sum(s.user_id == sub.user_id for s in room) > self._user_limit:
+                return Admission.USER_FULL
+            return Admission.ADMITTED
 
     def _forget(self, sub: Subscription) -> bool:
         room = self._local.get(sub.kit_id)
@@ -272,6 +314,7 @@ class RoomHub:
             return False
         if not room:
             del self._local[sub.kit_id]
+            self._deliveries.pop(sub.kit_id, None)
         return True
 
     # -- events --------------------------------------------------------------------------
@@ -283,9 +326,57 @@ class RoomHub:
         self._deliver(kit_id, live)
         self.bus.publish(kit_id, events.encode_change(self.instance_id, kit_id, live))
 
+    async def access_changed(self, kit_id: str, *, erased: bool = False) -> None:
+        """The after-commit listener of access changes: local connections at once (each
+        re-authorizes before its next delivery), other instances via the bus."""
+        self._deliver(kit_id, AccessChanged(erased))
+        self.bus.publish(kit_id, events.encode_access_changed(self.instance_id, kit_id, erased))
+
+    @property
+    def bus_connected(self) -> bool:
+        """False while other instances' messages (access changes too) may not arrive."""
+        return bool(self.bus.connected)
+
     def _deliver(self, kit_id: str, item: QueueItem) -> None:
-        for sub in list(self._local.get(kit_id, {}).values()):
+        room = self._local.get(kit_id)
+        if not room:
+            return
+        self._deliveries[kit_id] = self._deliveries.get(kit_id, 0) + 1
+        for sub in list(room.values()):
             sub.offer(item)
+
+    # -- re-authorization ----------------------------------------------------------------
+
+    def deliveries(self, kit_id: str) -> int:
+        """How many items were delivered to the kit's connections so far (a sequence)."""
+        return self._deliveries.get(kit_id, 0)
+
+    async def roster(self, kit_id: str, *, after: int) -> KitRoster:
+        """The kit's roster, read after delivery number ``after`` was queued.
+
+        A read still in flight that began at or after it is shared, so the connections of a
+        kit re-authorize with one query per wave of deliveries, not one each. Every item is
+        delivered after its change committed, so such a read sees every change committed
+        before the items a connection is about to send. Raises what the read raises.
+        """
+        if self._read_roster is None:
+            raise RuntimeError("no roster reader wired (app.py)")
+        shared = self._roster_reads.get(kit_id)
+        if shared is None or shared[0] < after or shared[1].done():
+            task: asyncio.Task[KitRoster] = asyncio.create_task(
+                self._read_roster(kit_id), name="room-roster"
+            )
+            task.add_done_callback(functools.partial(self._roster_read_done, kit_id))
+            shared = (self.deliveries(kit_id), task)
+            self._roster_reads[kit_id] = shared
+        return await asyncio.shield(shared[1])
+
+    def _roster_read_done(self, kit_id: str, task: asyncio.Task[KitRoster]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone
+        current = self._roster_reads.get(kit_id)
+        if current is not None and current[1] is task:
+            del self._roster_reads[kit_id]
 
     def _on_bus_message(self, kit_id: str, payload: bytes) -> None:
         message = events.decode(kit_id, payload)
@@ -295,7 +386,9 @@ class RoomHub:
             return
         if message.origin == self.instance_id or kit_id not in self._local:
             return
-        if message.event is None:
+        if message.access is not None:
+            self._deliver(kit_id, message.access)
+        elif message.event is None:
             self._presence_changed(kit_id, announce=False)
         else:
             self._deliver(kit_id, message.event)

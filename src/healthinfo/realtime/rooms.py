@@ -20,6 +20,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -29,6 +30,14 @@ from healthinfo.infra.redis_client import fail_fast_redis
 
 class RoomStoreUnavailable(Exception):
     """The shared room store cannot answer now."""
+
+
+class Admission(IntEnum):
+    """What ``join`` decided; the numbers are what the Lua script returns."""
+
+    ROOM_FULL = 0
+    ADMITTED = 1
+    USER_FULL = 2  # the user already holds ``per_user_limit`` connections in the room
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +74,11 @@ class Member:
 class RoomStore(Protocol):
     kind: str
 
-    async def join(self, kit_id: str, member: Member, *, limit: int) -> bool:
-        """Admit ``member`` unless the room already holds ``limit`` members."""
+    async def join(
+        self, kit_id: str, member: Member, *, limit: int, per_user_limit: int
+    ) -> Admission:
+        """Admit ``member`` unless the room already holds ``limit`` members, or its user
+        already holds ``per_user_limit`` of them (one user must not fill a room alone)."""
         ...
 
     async def update(self, kit_id: str, member: Member) -> None: ...
@@ -88,12 +100,17 @@ class InMemoryRoomStore:
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, Member]] = {}
 
-    async def join(self, kit_id: str, member: Member, *, limit: int) -> bool:
+    async def join(
+        self, kit_id: str, member: Member, *, limit: int, per_user_limit: int
+    ) -> Admission:
         room = self._rooms.setdefault(kit_id, {})
-        if member.connection_id not in room and len(room) >= limit:
-            return False
+        if member.connection_id not in room:
+            if len(room) >= limit:
+                return Admission.ROOM_FULL
+            if sum(m.user_id == member.user_id for m in room.values()) >= per_user_limit:
+                return Admission.USER_FULL
         room[member.connection_id] = member
-        return True
+        return Admission.ADMITTED
 
     async def update(self, kit_id: str, member: Member) -> None:
         room = self._rooms.get(kit_id)
@@ -128,14 +145,26 @@ for _, id in ipairs(stale) do
 end
 """
 
-# KEYS: zset, hash. ARGV: connection id, member JSON, ttl ms, limit. Returns {admitted, pruned}.
+# KEYS: zset, hash. ARGV: connection id, member JSON, ttl ms, limit, user id, per-user limit.
+# Returns {admission (0 room full, 1 admitted, 2 user full), pruned}.
 _JOIN = (
     _PRUNE
     + """
 local ttl = tonumber(ARGV[3])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1])
-   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return {0, #stale}
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+    return {0, #stale}
+  end
+  local mine = 0
+  for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
+    local ok, body = pcall(cjson.decode, raw)
+    if ok and type(body) == 'table' and body['userId'] == ARGV[5] then
+      mine = mine + 1
+    end
+  end
+  if mine >= tonumber(ARGV[6]) then
+    return {2, #stale}
+  end
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -223,13 +252,22 @@ class RedisRoomStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise RoomStoreUnavailable(type(exc).__name__) from exc
 
-    async def join(self, kit_id: str, member: Member, *, limit: int) -> bool:
-        admitted, _pruned = await self._call(
+    async def join(
+        self, kit_id: str, member: Member, *, limit: int, per_user_limit: int
+    ) -> Admission:
+        admission, _pruned = await self._call(
             self._join,
             self._keys(kit_id),
-            [member.connection_id, member.to_json(), self._ttl_ms, limit],
+            [
+                member.connection_id,
+                member.to_json(),
+                self._ttl_ms,
+                limit,
+                member.user_id,
+                per_user_limit,
+            ],
         )
-        return bool(admitted)
+        return Admission(int(admission))
 
     async def update(self, kit_id: str, member: Member) -> None:
         await self._call(self._update, self._keys(kit_id), [member.connection_id, member.to_json()])

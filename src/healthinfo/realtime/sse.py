@@ -16,6 +16,8 @@ and ``X-Accel-Buffering: no`` tells nginx not to buffer it either.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 from typing import Annotated
 
@@ -27,12 +29,13 @@ from starlette.types import Receive, Scope, Send
 from healthinfo.api.deps import KitId, ServicesDep
 from healthinfo.api.methods import is_head
 from healthinfo.api.openapi import problems
+from healthinfo.api.problems import domain_problem
 from healthinfo.auth.access import Permission
 from healthinfo.auth.actor import Actor
 from healthinfo.common.context import Channel, RequestContext
 from healthinfo.realtime.connect import admit, last_event_id, open_stream
 from healthinfo.realtime.events import LiveEvent
-from healthinfo.realtime.hub import LIFETIME, SHUTDOWN, SLOW_CONSUMER, RoomHub
+from healthinfo.realtime.hub import LIFETIME, REVOKED, SHUTDOWN, SLOW_CONSUMER, RoomHub
 from healthinfo.realtime.stream import LiveStream
 from healthinfo.services import Services
 
@@ -44,6 +47,7 @@ EVENT_STREAM = "text/event-stream"
 FINAL_SEND_SECONDS = 2.0
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # health data
 _JITTER = random.Random()  # our own: never the process-wide state (infra/tracing.py says why)
+logger = logging.getLogger(__name__)
 
 
 @router.get(
@@ -52,7 +56,9 @@ _JITTER = random.Random()  # our own: never the process-wide state (infra/tracin
     description=(
         "`snapshot`, `updated`, `submitted` (id = version) and `presence` events; `: ping` "
         "comments; `Last-Event-ID` (or `lastEventId`) replays every later version from the "
-        "history instead of a snapshot. See docs/realtime.md."
+        "history instead of a snapshot. A stream that loses its access (member removed, "
+        "token expired, kit erased) ends after `event: revoked` whose data is the problem. "
+        "See docs/realtime.md."
     ),
     responses={
         200: {"description": "The event stream.", "content": {EVENT_STREAM: {}}},
@@ -97,6 +103,8 @@ async def follow_health_information(
         ping_seconds=settings.realtime_ping_seconds,
         lifetime_seconds=settings.realtime_max_connection_seconds,
         retry_ms=settings.realtime_retry_ms,
+        instance=request.url.path,
+        request_id=ctx.request_id,
     )
 
 
@@ -122,6 +130,8 @@ class EventStreamResponse(Response):
         ping_seconds: float,
         lifetime_seconds: float,
         retry_ms: int,
+        instance: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         # Like StreamingResponse: no ``body`` attribute, so no Content-Length header.
         self.status_code = 200
@@ -133,6 +143,8 @@ class EventStreamResponse(Response):
         self._ping = ping_seconds
         self._lifetime = lifetime_seconds
         self._retry_ms = retry_ms
+        self._instance = instance
+        self._request_id = request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sub = self._stream.subscription
@@ -162,6 +174,10 @@ class EventStreamResponse(Response):
                 group.start_soon(watch_stuck)
             if finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except* OSError:
+            # The client went away while we were sending (uvicorn's ClientDisconnected): an
+            # ordinary end of a stream, not a server error.
+            logger.info("realtime.sse_client_disconnected")
         finally:
             with anyio.CancelScope(shield=True):
                 await self._hub.leave(sub)
@@ -174,8 +190,9 @@ class EventStreamResponse(Response):
         first = f"retry: {self._retry_ms}\n\n".encode() + b"".join(e.sse() for e in self._opening)
         await self._send(send, first)
         while True:
-            ready = await sub.wait(min(next_ping, deadline) - loop.time())
-            chunks = [event.sse() for event in await self._stream.take()] if ready else []
+            wake = min(next_ping, deadline, self._stream.wake_at())
+            await sub.wait(wake - loop.time())
+            chunks = [event.sse() for event in await self._stream.take()]
             now = loop.time()
             if now >= deadline:
                 sub.close(LIFETIME)
@@ -191,7 +208,16 @@ class EventStreamResponse(Response):
                 await self._send(send, b"".join(chunks))
 
     def _farewell(self, reason: str) -> bytes:
-        """A comment naming the reason, and when to come back (spread out after a restart)."""
+        """A comment naming the reason, and when to come back (spread out after a restart);
+        for a revoked stream, ``event: revoked`` with the problem (no point coming back with
+        the same token or membership: the reconnect would be refused)."""
+        revoked_by = self._stream.subscription.revoked_by
+        if reason == REVOKED and revoked_by is not None:
+            problem = domain_problem(
+                revoked_by, instance=self._instance, request_id=self._request_id
+            )
+            data = json.dumps(problem, separators=(",", ":"), ensure_ascii=False)
+            return f"event: revoked\ndata: {data}\n\n".encode()
         retry = self._retry_ms
         if reason in (SHUTDOWN, SLOW_CONSUMER):
             retry += _JITTER.randint(0, self._retry_ms)

@@ -12,7 +12,13 @@ unauthenticated, 4403 forbidden, 4404 no such kit or no access, 4422 invalid kit
 ``lastEventId``, 4429 room full, 4503 unavailable. (A rejected handshake would show a browser
 only a generic failure.) Closing a live connection: 1012 on server shutdown, 1013 when the
 client could not keep up (``slow-consumer``), 1000 when the connection reached its maximum
-lifetime, 4404 when access was lost; the client reconnects with ``lastEventId``.
+lifetime; the client reconnects with ``lastEventId``. A connection that lost its access is sent
+an ``error`` message with the problem and closed with 4000 + its status: 4403 removed from the
+kit, 4401 the token expired, 4404 the kit's answers were erased (realtime/stream.py).
+
+Every message is checked against the token's expiry when it arrives, and ``update``/``submit``
+count against the user's write rate limit and ``focus`` against the focus limit, as REST
+requests do (``infra/ratelimit.py``); the role is the service's business, per message.
 """
 
 from __future__ import annotations
@@ -22,21 +28,31 @@ import contextlib
 import json
 import logging
 import re
+import time
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, WebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected
 
 from healthinfo.api.problems import close_code, domain_problem, problem_body
 from healthinfo.auth.actor import Actor
+from healthinfo.auth.tokens import EXPIRED
 from healthinfo.common.context import Channel, RequestContext
 from healthinfo.common.tasks import stop_tasks
-from healthinfo.errors import DomainError, FieldError, MalformedRequest, ValidationFailed
+from healthinfo.errors import (
+    DomainError,
+    FieldError,
+    MalformedRequest,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 from healthinfo.health_information.schemas import PatchAnswers
 from healthinfo.health_information.service import SAVE, SUBMIT
+from healthinfo.infra.ratelimit import RouteClass
 from healthinfo.realtime.connect import admit, check_kit_id, last_event_id, open_stream
-from healthinfo.realtime.hub import ACCESS_LOST, LIFETIME, SHUTDOWN, SLOW_CONSUMER, UNAVAILABLE
+from healthinfo.realtime.hub import LIFETIME, REVOKED, SHUTDOWN, SLOW_CONSUMER, UNAVAILABLE
 from healthinfo.realtime.stream import LiveStream
 from healthinfo.services import Services
 
@@ -49,9 +65,10 @@ CLOSE_CODES = {
     SHUTDOWN: 1012,
     SLOW_CONSUMER: 1013,
     LIFETIME: 1000,
-    ACCESS_LOST: 4404,
     UNAVAILABLE: 4503,
 }
+# The client went away: an ordinary end of a connection, logged at INFO.
+_GONE = (WebSocketDisconnect, WebSocketDisconnected)
 # How long an in-flight message may take to finish (and be acknowledged) once the connection
 # is being closed, and how long a stuck send may block before the connection is dropped.
 IN_FLIGHT_SECONDS = 5.0
@@ -131,11 +148,34 @@ class Session:
                     async with asyncio.timeout(IN_FLIGHT_SECONDS):
                         await self._idle.wait()
                 reason = writer.result()
-                await self._close(CLOSE_CODES.get(reason, 1000), reason)
+                revoked_by = sub.revoked_by
+                if reason == REVOKED and revoked_by is not None:
+                    with contextlib.suppress(*_GONE, OSError):
+                        async with asyncio.timeout(FINAL_SEND_SECONDS):
+                            await self._send_error(None, revoked_by)
+                    await self._close(close_code(revoked_by), revoked_by.code)
+                else:
+                    await self._close(CLOSE_CODES.get(reason, 1000), reason)
             elif stuck in done:
                 logger.info("realtime.websocket_dropped", extra={"reason": sub.close_reason})
         finally:
             await stop_tasks(tasks)
+            self._note_disconnects(tasks)
+
+    @staticmethod
+    def _note_disconnects(tasks: set[asyncio.Task[Any]]) -> None:
+        """Retrieve what ended the tasks: a client that went away is INFO, never an ERROR
+        (an unretrieved task exception is logged by asyncio as one)."""
+        for task in tasks:
+            if not task.done() or task.cancelled() or task.exception() is None:
+                continue
+            error = task.exception()
+            if isinstance(error, (*_GONE, OSError)):
+                logger.info("realtime.websocket_client_disconnected")
+            else:
+                logger.warning(
+                    "realtime.websocket_task_failed", extra={"error": type(error).__name__}
+                )
 
     async def _write(self, stream: LiveStream) -> str:
         """Forward events until the subscription ends or the connection's lifetime is up."""
@@ -143,10 +183,9 @@ class Session:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.svc.settings.realtime_max_connection_seconds
         while True:
-            ready = await sub.wait(deadline - loop.time())
-            if ready:
-                for event in await stream.take():
-                    await self._send(event.message())
+            await sub.wait(min(deadline, stream.wake_at()) - loop.time())
+            for event in await stream.take():
+                await self._send(event.message())
             if sub.close_reason is not None:
                 return sub.close_reason
             if loop.time() >= deadline:
@@ -186,6 +225,13 @@ class Session:
         if not isinstance(data, dict):
             await self._send_error(None, MalformedRequest("A message must be a JSON object."))
             return
+        if _has_lone_surrogate(data):
+            # JSON can escape one (\ud800) though no UTF-8 text can carry it: it could be
+            # neither stored nor echoed back (as the requestId) to the client.
+            await self._send_error(
+                None, MalformedRequest("The message contains an unpaired UTF-16 surrogate.")
+            )
+            return
         raw_id = data.get("requestId")
         request_id = raw_id if isinstance(raw_id, str) else None
         ctx = self._context(request_id)
@@ -193,6 +239,8 @@ class Session:
             await self._dispatch(stream, data, request_id, ctx)
         except DomainError as exc:
             await self._send_error(request_id, exc, ctx.request_id)
+        except _GONE:
+            raise  # the client went away while we answered: the reader ends
         except Exception:
             logger.exception("realtime.websocket_message_failed")
             await self._send(
@@ -213,6 +261,8 @@ class Session:
         kind = data.get("type")
         if kind not in MESSAGE_TYPES:
             raise ValidationFailed([FieldError("type", "must be update, submit or focus")])
+        self._check_token(stream)
+        await self._limit(RouteClass.FOCUS if kind == "focus" else RouteClass.WRITE)
         if kind == "focus":
             await self._focus(stream, data)
             return
@@ -251,6 +301,30 @@ class Session:
             raise ValidationFailed([FieldError("field", "must be a question id or null")])
         await self.svc.hub.focus(stream.subscription, field)
 
+    def _check_token(self, stream: LiveStream) -> None:
+        """The token is checked at each message, not only at connect: once it expired, the
+        message is refused and the connection ends (4401)."""
+        assert self.actor is not None
+        if self.actor.expired(time.time()):
+            error = Unauthenticated(EXPIRED)
+            stream.subscription.revoke(error)
+            raise error
+
+    async def _limit(self, route_class: RouteClass) -> None:
+        """The same limiter and budgets as REST: a socket is not a way around them."""
+        limiter = self.svc.rate_limiter
+        if limiter is None:
+            return
+        assert self.actor is not None
+        client = self.ws.client
+        decision = await limiter.check(
+            route_class,
+            user_id=self.actor.user_id,
+            address=client.host if client else "unknown",
+        )
+        if not decision.allowed:
+            raise RateLimited(decision.reset_after)
+
     def _context(self, request_id: str | None) -> RequestContext:
         """Audit rows carry the client's requestId when it is sane, so both sides can match."""
         assert self.actor is not None
@@ -284,6 +358,26 @@ class Session:
 
 
 _ENVELOPE = frozenset({"type", "requestId"})
+
+
+def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
+    """True when any string in ``value`` (keys too) holds an unpaired UTF-16 surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 64:  # json.loads already bounded the depth (RecursionError); stay cheap
+        return False
+    if isinstance(value, dict):
+        return any(
+            _has_lone_surrogate(k, depth + 1) or _has_lone_surrogate(v, depth + 1)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v, depth + 1) for v in value)
+    return False
 
 
 def _refuse_constant(name: str) -> None:
