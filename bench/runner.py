@@ -197,6 +197,8 @@ class Bench:
             "HEALTHINFO_REDIS_KEY_PREFIX": self.prefix,
             "HEALTHINFO_CACHE_WARM_HOURS": "0",
             "HEALTHINFO_WORKERS": "1",  # a scenario asks for more with overrides={"workers": …}
+            # The redis-down scenario starts the service with Redis gone, as it must keep working.
+            "HEALTHINFO_REDIS_REQUIRED_AT_START": "false",
             # One token stands in for many users here: the per-user room cap must not apply.
             "HEALTHINFO_ROOM_USER_LIMIT": "10000",
             "HEALTHINFO_RATE_LIMIT_FOCUS_PER_USER": UNLIMITED,

@@ -189,9 +189,18 @@ async def _preflight_serve(settings: Settings) -> None:
     """
     await _close(*await _open_checked(settings))
     if settings.redis_url:
-        await check_redis(
-            "HEALTHINFO_REDIS_URL", settings.redis_url, timeout_seconds=settings.db_timeout_seconds
-        )
+        try:
+            await check_redis(
+                "HEALTHINFO_REDIS_URL",
+                settings.redis_url,
+                timeout_seconds=settings.db_timeout_seconds,
+            )
+        except OperatorError as exc:
+            if settings.redis_required_at_start:
+                raise
+            # An outage, not a mistake, by the operator's word: start degraded, as the service
+            # runs when Redis fails later (the cache is only a cache).
+            print(f"healthinfo: warning: {exc}; starting without it", file=sys.stderr)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

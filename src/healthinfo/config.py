@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         description="Addresses or networks whose X-Forwarded-For/-Proto serve believes; none.",
     )
     max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    redis_required_at_start: bool = Field(
+        default=True,
+        description="serve refuses to start when Redis does not answer; false: start degraded "
+        "(in-process fallbacks) with a one-line warning, as after an outage while running.",
+    )
     workers: int | None = Field(
         default=None,
         ge=1,

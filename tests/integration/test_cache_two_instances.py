@@ -76,7 +76,7 @@ async def test_two_writers_on_two_instances_never_make_anyone_read_backwards(
 
 
 def cache_hits(app: FastAPI) -> float:
-    return float(app.state.services.metrics.cache_requests.labels("hit")._value.get())
+    return float(app.state.services.metrics.cache_hits._value.get())
 
 
 async def test_an_instance_serves_a_version_it_holds_without_asking_redis(

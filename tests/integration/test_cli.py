@@ -22,7 +22,7 @@ from healthinfo.config import Settings
 from healthinfo.db import migrate
 from healthinfo.errors import Unauthenticated
 from tests.support.backends import BACKENDS, create_pg_database, drop_pg_database
-from tests.support.server import free_port
+from tests.support.server import ServerProcess, free_port
 from tests.support.tokens import TEST_MASTER_KEYS, TEST_SECRET
 
 pytestmark = pytest.mark.asyncio
@@ -525,6 +525,30 @@ async def test_an_unreachable_redis_stops_serve_with_one_line_never_the_password
     assert f"127.0.0.1:{port}" in line
     assert "HEALTHINFO_REDIS_URL" in line
     assert PASSWORD_MARKER not in run.stderr + run.stdout
+
+
+async def test_serve_starts_degraded_without_redis_when_told_redis_is_not_required(
+    tmp_path: Path,
+) -> None:
+    """HEALTHINFO_REDIS_REQUIRED_AT_START=false: an outage at start-up is not a mistake."""
+    server = ServerProcess(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hi.db'}",
+        data_dir=tmp_path,
+        extra_env={
+            "HEALTHINFO_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "HEALTHINFO_REDIS_REQUIRED_AT_START": "false",
+        },
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["cache"] == "degraded"
+    finally:
+        await asyncio.to_thread(server.stop)
+    log = await asyncio.to_thread(server.log.read_text)
+    assert "healthinfo: warning: cannot reach Redis" in log
 
 
 async def test_a_malformed_redis_url_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:

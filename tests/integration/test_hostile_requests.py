@@ -100,7 +100,7 @@ HOSTILE_PATHS = [
     ("/kits/K%3E%3B%20rel%3D%22evil%22/health-information", 422),
     ("/kits/%E2%80%A8%C3%BC/export", 422),
     ("/kits/%0d%0a", 404),
-    ("/questionnaires/%0d%0a", 404),
+    ("/questionnaires/%0d%0a", 422),
     ("/admin/%1F%1F", 404),
     ("/v1/kits/K%0d%0a1/health-information", 422),
     ("/v1/kits/K%0d%0a1/export", 422),

@@ -71,6 +71,7 @@ def server(database_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[Ser
         extra_env={
             "HEALTHINFO_REDIS_URL": REDIS_URL,
             "HEALTHINFO_REDIS_KEY_PREFIX": redis_prefix,
+            "HEALTHINFO_ROOM_USER_LIMIT": "20",  # one user holds every stream of the test
         },
         args=("--workers", str(WORKERS)),
     )
