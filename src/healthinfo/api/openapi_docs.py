@@ -103,9 +103,14 @@ HEADERS: Final[dict[str, dict[str, Any]]] = {
     "RateLimit-Remaining": _integer("Requests left in the window."),
     "RateLimit-Reset": _integer("Seconds until the window resets."),
     "Deprecation": {
-        "description": "`true`: a legacy route; use its successor.",
+        "description": "RFC 9745: `@<unix time>` of when the unversioned route was deprecated "
+        "(2026-11-25); use its successor. A `Sunset` (RFC 8594) follows when one is configured.",
         "required": True,
-        "schema": {"type": "string", "enum": ["true"]},
+        "schema": {"type": "string", "pattern": "^@[0-9]+$"},
+    },
+    "Sunset": {
+        "description": "RFC 8594: when the unversioned route stops (HEALTHINFO_LEGACY_SUNSET).",
+        "schema": {"type": "string"},
     },
     "Link": {
         "description": 'The `/v1` successor: `</v1/…>; rel="successor-version"`.',
@@ -233,7 +238,7 @@ def _response_headers(
     if api:
         names += ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
     if legacy:
-        names += ["Deprecation", "Link"]
+        names += ["Deprecation", "Sunset", "Link"]
     return names
 
 
