@@ -109,12 +109,13 @@ async def test_swagger_ui_renders_every_operation_offline_under_its_csp(
 async def test_try_it_out_starts_from_a_real_example(
     browser: Browser, docs_server: ServerProcess
 ) -> None:
-    seen = await visit(browser, docs_server, "/docs#/health%20information/putHealthInformation")
+    # No deep link: Swagger UI expands a linked operation some time after it renders, and a click
+    # racing that expansion closes it again (CI failed that way). Open it by its summary instead.
+    seen = await visit(browser, docs_server, "/docs")
     operation = seen.page.locator("#operations-health_information-putHealthInformation")
-    # The deep link expands the operation once Swagger UI has rendered; on a loaded machine that
-    # can lag, so open it by its summary if it is still closed (a CI flake once).
-    if not await operation.locator(".opblock-body").is_visible():
-        await operation.locator(".opblock-summary").first.click()
+    summary = operation.locator(".opblock-summary-control").first
+    await expect(summary).to_be_visible(timeout=20_000)
+    await summary.click()
     await expect(operation.locator(".opblock-body")).to_be_visible(timeout=20_000)
     await operation.get_by_role("button", name="Try it out").click()
     body = operation.locator("textarea.body-param__text")
