@@ -469,6 +469,8 @@ PREPARATIONS: dict[str, tuple[Prepare, tuple[str, ...]]] = {
     "patchHealthInformation": (_saved, ()),
     "amendHealthInformation": (_submitted, ("admin",)),
     "putMember": (_claimed, ()),
+    "publishQuestionnaire": (_nothing, ("admin",)),
+    "moveQuestionnaire": (_saved, ()),
 }
 
 

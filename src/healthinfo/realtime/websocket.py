@@ -246,7 +246,7 @@ class Session:
         if extra:
             raise ValidationFailed([FieldError(key, "unknown field") for key in extra])
         field = data.get("field")
-        questionnaire = self.svc.questionnaires.get(self.svc.settings.questionnaire_id)
+        questionnaire = self.svc.questionnaires.shipped_default()
         if field is not None and (not isinstance(field, str) or questionnaire.item(field) is None):
             raise ValidationFailed([FieldError("field", "must be a question id or null")])
         await self.svc.hub.focus(stream.subscription, field)

@@ -1,0 +1,48 @@
+"""Questionnaire definitions become data: each published ``(id, version)`` is a row.
+
+The shipped definitions are published by the service at start-up when absent (not here), so
+that a new shipped version needs no migration. Kits already record their ``(id, version)`` in
+``health_information``.
+
+Revision ID: 0009_questionnaire_definitions
+Revises: 0007 (the lead re-chains it after 0008 when merging)
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009_questionnaire_definitions"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "questionnaire_definitions",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("questionnaire_id", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.String(length=16), nullable=False),
+        sa.Column("title", sa.String(length=255), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("definition", sa.Text(), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_by", sa.String(length=255), nullable=True),
+        sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_questionnaire_definitions")),
+        sa.UniqueConstraint(
+            "questionnaire_id", "version", name="uq_questionnaire_definitions_id_version"
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("questionnaire_definitions")
