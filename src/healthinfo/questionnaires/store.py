@@ -33,8 +33,9 @@ ACTIVE: Final = "active"
 RETIRED: Final = "retired"
 PUBLISH: Final = "questionnaire.publish"
 RETIRE: Final = "questionnaire.retire"
-AUDIT_SUBJECT: Final = "_questionnaires"
-"""The audit trail's ``kit_id`` for questionnaire events: not a valid kit id, one chain."""
+AUDIT_SUBJECT: Final = "questionnaire-definitions"
+"""The audit trail's ``kit_id`` for publications and retirements: one chain, read by admins at
+``/v1/kits/questionnaire-definitions/audit-events`` (the events name ``id|version`` only)."""
 
 
 def canonical_json(q: Questionnaire) -> str:
