@@ -74,12 +74,13 @@ class EnablementPlan:
     nodes: Mapping[str, Node]
 
     def disabled(self, answers: Mapping[str, Any]) -> set[str]:
-        """Ids of the top-level items (outside repeating groups) that are not enabled."""
+        """Ids of the top-level items (outside repeating groups) that are not enabled.
+
+        One pass in topological order: what a condition names was decided before it.
+        """
         off: set[str] = set()
         for node in self.top:
-            if (node.parent is not None and node.parent in off) or not self._holds(
-                node.item, answers, off, None, None
-            ):
+            if node.parent in off or not self._holds(node.item, answers, off, None, None):
                 off.add(node.item.id)
         return off
 
@@ -89,8 +90,7 @@ class EnablementPlan:
         """Ids of a repeating group's descendants not enabled in ``row``; ``off``: top level."""
         row_off: set[str] = set()
         for node in self.rows.get(group, ()):
-            parent_off = node.parent is not None and (node.parent in row_off)
-            if parent_off or not self._holds(node.item, answers, off, row, row_off):
+            if node.parent in row_off or not self._holds(node.item, answers, off, row, row_off):
                 row_off.add(node.item.id)
         return row_off
 
@@ -102,24 +102,19 @@ class EnablementPlan:
         row: Mapping[str, Any] | None,
         row_off: set[str] | None,
     ) -> bool:
-        if not item.enable_when:
+        conditions = item.enable_when
+        if not conditions:
             return True
-        results = (
-            holds(c, self._value(c.question, answers, off, row, row_off)) for c in item.enable_when
-        )
-        return any(results) if item.enable_behavior == "any" else all(results)
-
-    def _value(
-        self,
-        question: str,
-        answers: Mapping[str, Any],
-        off: set[str],
-        row: Mapping[str, Any] | None,
-        row_off: set[str] | None,
-    ) -> Any:
-        if row is not None and row_off is not None and self.nodes[question].row_group is not None:
-            return None if question in row_off else row.get(question)
-        return None if question in off else answers.get(question)
+        wanted = item.enable_behavior == "any"
+        for condition in conditions:
+            question = condition.question
+            if row is not None and row_off is not None and self.nodes[question].row_group:
+                value = None if question in row_off else row.get(question)
+            else:
+                value = None if question in off else answers.get(question)
+            if holds(condition, value) is wanted:
+                return wanted
+        return not wanted
 
 
 def holds(condition: Condition, value: Any) -> bool:

@@ -161,6 +161,7 @@ class Item:
     repeats: bool = False
     enable_when: tuple[Condition, ...] = ()
     enable_behavior: Literal["all", "any"] | None = None
+    option_values: frozenset[str] = field(init=False, repr=False, compare=False)
 
     @property
     def is_answerable(self) -> bool:
@@ -174,6 +175,8 @@ class Item:
             raise ValueError(f"item {self.id!r}: {exc}") from None
         if self.type in TEXT_TYPES and self.max_length is None:
             object.__setattr__(self, "max_length", DEFAULT_MAX_LENGTH[self.type])
+        # Looked up for every choice answer validated: built once, not per answer.
+        object.__setattr__(self, "option_values", frozenset(o.value for o in self.options))
 
     def _check(self) -> None:
         if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):

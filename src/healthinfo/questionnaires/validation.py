@@ -230,7 +230,7 @@ def _check_text(item: Item, value: object, today: date) -> str | None:
 
 
 def _option_values(item: Item) -> frozenset[str]:
-    return frozenset(option.value for option in item.options)
+    return item.option_values
 
 
 def _check_single_choice(item: Item, value: object, today: date) -> str | None:
