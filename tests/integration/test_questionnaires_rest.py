@@ -476,3 +476,54 @@ async def test_moving_a_kit_is_audited(client: httpx.AsyncClient, kit_id: str, u
     await move(client, kit_id, user, "2")
     audit = await client.get(f"/v1/kits/{kit_id}/audit-events", headers=admin())
     assert "health-information.move-questionnaire" in [e["action"] for e in audit.json()["items"]]
+
+
+# --- FHIR views -------------------------------------------------------------------------------
+
+FHIR = "application/fhir+json"
+
+
+async def test_a_questionnaire_with_groups_and_conditions_is_served_as_fhir(
+    client: httpx.AsyncClient, user: str
+) -> None:
+    body = await published(client)
+    response = await client.get(
+        f"/v1/questionnaires/{body['id']}", headers={**auth(user), "Accept": FHIR}
+    )
+    assert response.status_code == 200, response.text
+    items = {item["linkId"]: item for item in response.json()["item"]}
+    assert items["intro"] == {"linkId": "intro", "text": "A few questions.", "type": "display"}
+    assert items["perDay"]["enableWhen"] == [
+        {"question": "smoker", "operator": "=", "answerBoolean": True}
+    ]
+    assert items["feverDays"]["enableWhen"][0]["answerCoding"]["code"] == "fever"
+    group = items["medications"]
+    assert (group["type"], group["repeats"]) == ("group", True)
+    assert group["extension"] == [
+        {
+            "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs",
+            "valueInteger": 3,
+        }
+    ]
+    assert [child["linkId"] for child in group["item"]] == [
+        "name",
+        "doseMg",
+        "daily",
+        "timesPerDay",
+    ]
+
+
+async def test_a_repeating_group_is_one_response_item_per_row_in_fhir(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    rows = [{"name": "a", "doseMg": 5}, {"name": "b"}]
+    await bound_kit(client, kit_id, user, body, {"smoker": False, "medications": rows})
+    response = await client.get(hi_url(kit_id), headers={**auth(user), "Accept": FHIR})
+    assert response.status_code == 200, response.text
+    items = response.json()["item"]
+    assert [item["linkId"] for item in items] == ["smoker", "medications", "medications"]
+    assert items[1]["item"] == [
+        {"linkId": "name", "text": "name", "answer": [{"valueString": "a"}]},
+        {"linkId": "doseMg", "text": "doseMg", "answer": [{"valueInteger": 5}]},
+    ]
