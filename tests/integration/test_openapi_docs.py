@@ -470,6 +470,7 @@ PREPARATIONS: dict[str, tuple[Prepare, tuple[str, ...]]] = {
     "amendHealthInformation": (_submitted, ("admin",)),
     "putMember": (_claimed, ()),
     "publishQuestionnaire": (_nothing, ("admin",)),
+    "claimKit": (_nothing, ()),
     "moveQuestionnaire": (_saved, ()),
 }
 

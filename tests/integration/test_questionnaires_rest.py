@@ -527,3 +527,50 @@ async def test_a_repeating_group_is_one_response_item_per_row_in_fhir(
         {"linkId": "name", "text": "name", "answer": [{"valueString": "a"}]},
         {"linkId": "doseMg", "text": "doseMg", "answer": [{"valueInteger": 5}]},
     ]
+
+
+# --- binding by the claim ---------------------------------------------------------------------
+
+
+async def claim(
+    client: httpx.AsyncClient, kit_id: str, user: str, ref: dict[str, str]
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/kits/{kit_id}/claim", json={"questionnaire": ref}, headers=auth(user)
+    )
+
+
+async def test_the_claim_binds_the_kit_before_anything_is_saved(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    claimed = await claim(client, kit_id, user, {"id": body["id"]})
+    assert claimed.status_code == 201, claimed.text
+    saved = await client.put(
+        hi_url(kit_id), json={"answers": {"smoker": False}}, headers=auth(user)
+    )
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["questionnaire"] == {"id": body["id"], "version": "1"}
+
+
+async def test_a_first_write_naming_another_questionnaire_than_the_claim_is_409(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    await claim(client, kit_id, user, {"id": body["id"]})
+    response = await client.put(
+        hi_url(kit_id),
+        json={"answers": {}, "questionnaire": {"id": "health-information"}},
+        headers=auth(user),
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "questionnaire-mismatch"
+
+
+async def test_a_claim_naming_a_retired_version_is_422(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    await client.post(f"/v1/questionnaires/{body['id']}/versions/1/retire", headers=admin())
+    response = await claim(client, kit_id, user, {"id": body["id"], "version": "1"})
+    assert fields(response) == [("questionnaire.version", "is retired")]

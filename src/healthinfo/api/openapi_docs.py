@@ -17,10 +17,23 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from healthinfo.api.openapi import Problem, problems
-from healthinfo.health_information.schemas import Amendment, PatchAnswers, ReplaceAnswers
-from healthinfo.kits.schemas import MemberRole
+from healthinfo.health_information.schemas import (
+    Amendment,
+    MoveQuestionnaire,
+    PatchAnswers,
+    ReplaceAnswers,
+)
+from healthinfo.kits.schemas import ClaimBody, MemberRole
 
-BODY_SCHEMAS: Final = (Problem, ReplaceAnswers, PatchAnswers, Amendment, MemberRole)
+BODY_SCHEMAS: Final = (
+    Problem,
+    ReplaceAnswers,
+    PatchAnswers,
+    Amendment,
+    MemberRole,
+    MoveQuestionnaire,
+    ClaimBody,
+)
 LEGACY_TAG: Final = "legacy (deprecated)"
 TAGS: Final = (
     ("health information", "A kit's questionnaire answers: read, save, submit, amend, history."),

@@ -78,6 +78,10 @@ class Kit(Base):
     owner_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # The questionnaire version a claim bound the kit to, before anything is saved (null: the
+    # first write decides); once saved, health_information's columns are the binding.
+    questionnaire_id: Mapped[str | None] = mapped_column(String(64))
+    questionnaire_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class KitMember(Base):

@@ -56,7 +56,7 @@ from healthinfo.health_information.model import (
 )
 from healthinfo.health_information.preconditions import if_match_satisfied, if_none_match_hits
 from healthinfo.health_information.repository import HealthInformationRepository
-from healthinfo.kits.service import KitService
+from healthinfo.kits.service import ClaimResult, KitService
 from healthinfo.questionnaires.model import Questionnaire
 from healthinfo.questionnaires.store import RETIRED, QuestionnaireStore
 from healthinfo.questionnaires.validation import (
@@ -384,7 +384,7 @@ class HealthInformationService:
                 raise NotSubmitted()
             if if_match is not None and not if_match_satisfied(if_match, current.version):
                 raise VersionConflict(current.version, if_match.strip())
-            q = await self._bound(uow, current, None)
+            q = await self._bound(uow, kit_id, current, None)
             incoming = without_nulls(patch)
             self._validate(q, incoming, [k for k, v in patch.items() if v is None], None, current)
             answers = self._enabled_only(q, apply_merge_patch(current.answers, patch), incoming)
@@ -505,7 +505,7 @@ class HealthInformationService:
         for _attempt in range(self._attempts):
             current = await self._repo.get(uow, kit_id)
             self._check_writable(current, if_match, if_none_match)
-            q = await self._bound(uow, current, questionnaire)
+            q = await self._bound(uow, kit_id, current, questionnaire)
             self._validate(q, incoming, removals, base_version, current)
             answers = self._enabled_only(q, await plan(current), incoming)
             result = await self._apply(uow, ctx, kit_id, current, answers, q, submit=submit)
@@ -535,10 +535,12 @@ class HealthInformationService:
     async def _bound(
         self,
         uow: UnitOfWork,
+        kit_id: str,
         current: HealthInformationState | None,
         choice: QuestionnaireChoice | None,
     ) -> Questionnaire:
-        """The kit's questionnaire version; before its first save, the one it gets bound to.
+        """The kit's questionnaire version; before its first save, the one it gets bound to
+        (the claim's, or the one the write names, or the newest active default).
 
         After the first save this is an in-process cache hit: a version never changes.
         """
@@ -551,7 +553,27 @@ class HealthInformationService:
             return await self._questionnaires.get(
                 uow, current.questionnaire_id, current.questionnaire_version
             )
-        return await self.choose(uow, choice)
+        claimed = await self._kits.bound_questionnaire(uow, kit_id)
+        if claimed is None:
+            return await self.choose(uow, choice)
+        if choice is not None and (
+            choice.id != claimed[0] or choice.version not in (None, claimed[1])
+        ):
+            raise QuestionnaireMismatch(*claimed)
+        return await self._questionnaires.get(uow, *claimed)
+
+    async def claim(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        choice: QuestionnaireChoice | None = None,
+    ) -> ClaimResult:
+        """Claim a kit, binding it to a questionnaire version when the claim names one."""
+        if choice is None:
+            return await self._kits.claim(uow, ctx, kit_id)
+        q = await self.choose(uow, choice)
+        return await self._kits.claim(uow, ctx, kit_id, questionnaire=(q.id, q.version))
 
     async def choose(self, uow: UnitOfWork, choice: QuestionnaireChoice | None) -> Questionnaire:
         """The version a new kit is bound to: as named, or the newest active of the default.

@@ -21,13 +21,21 @@ from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, pro
 from healthinfo.api.responses import json_response
 from healthinfo.common.clock import to_rfc3339
 from healthinfo.common.pagination import DEFAULT_LIMIT
-from healthinfo.kits.schemas import ClaimDoc, MemberDoc, MemberList, MemberRole
+from healthinfo.kits.schemas import ClaimBody, ClaimDoc, MemberDoc, MemberList, MemberRole
 from healthinfo.kits.service import ClaimResult, Member
 
 router = APIRouter(tags=["kits"])
+
+
 MEMBER_EXAMPLES = {
     "editor": {"summary": "Let them edit and submit", "value": {"role": "editor"}},
     "viewer": {"summary": "Let them read and follow", "value": {"role": "viewer"}},
+}
+CLAIM_EXAMPLES = {
+    "bind": {
+        "summary": "Claim, bound to the newest active health questionnaire",
+        "value": {"questionnaire": {"id": "health-information"}},
+    }
 }
 UserId = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
 
@@ -44,6 +52,22 @@ def _member(member: Member) -> dict[str, object]:
 @router.post(
     "/kits/{kitId}/claim",
     summary="Claim a kit: the caller becomes its owner",
+    description=(
+        'An optional body `{"questionnaire": {"id", "version"}}` binds the kit to that '
+        "questionnaire version (`version` optional: the newest active one) before anything is "
+        "saved; naming another questionnaire than the kit's is 409 `questionnaire-mismatch`."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ClaimBody"},
+                    "examples": CLAIM_EXAMPLES,
+                }
+            },
+        }
+    },
     responses={
         **ok(ClaimDoc, "Already the caller's."),
         **ok(ClaimDoc, "Claimed now.", 201),
@@ -51,6 +75,10 @@ def _member(member: Member) -> dict[str, object]:
     },
 )
 async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
+    choice = None
+    if await request.body():
+        body = ClaimBody.parse(await read_json_object(request))
+        choice = body.questionnaire.choice() if body.questionnaire else None
     return await run_write(
         request,
         ctx,
@@ -58,7 +86,7 @@ async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: Servi
         action="kit.claim",
         kit_id=kit_id,
         render=_claim_response,
-        operation=lambda uow: svc.kits.claim(uow, ctx, kit_id),
+        operation=lambda uow: svc.health_information.claim(uow, ctx, kit_id, choice),
     )
 
 

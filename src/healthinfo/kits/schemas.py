@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from healthinfo.common.schemas import Document, StrictRequest
+from healthinfo.health_information.schemas import QuestionnaireBinding
 
 
 class MemberRole(StrictRequest):
@@ -27,3 +28,9 @@ class MemberDoc(Document):
 class MemberList(Document):
     items: list[MemberDoc]
     next_cursor: str | None
+
+
+class ClaimBody(StrictRequest):
+    """Optional claim body: the questionnaire the kit is bound to (else its first write's)."""
+
+    questionnaire: QuestionnaireBinding | None = None

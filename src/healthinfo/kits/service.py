@@ -21,7 +21,13 @@ from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import HealthInformation, Kit, KitMember
-from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
+from healthinfo.errors import (
+    FieldError,
+    KitAlreadyClaimed,
+    NotFound,
+    QuestionnaireMismatch,
+    ValidationFailed,
+)
 
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
@@ -110,17 +116,65 @@ class KitService:
         row = {"kit_id": kit_id, "owner_id": None, "claimed_at": None, "created_at": self._clock()}
         await insert_if_absent(uow, KITS, row)
 
-    async def claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> ClaimResult:
-        """201 semantics when this call claimed it, 200 when it was already the caller's."""
+    async def claim(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        *,
+        questionnaire: tuple[str, str] | None = None,
+    ) -> ClaimResult:
+        """201 semantics when this call claimed it, 200 when it was already the caller's.
+
+        ``questionnaire`` (id, version) binds the kit before anything is saved; a claim naming
+        another questionnaire than the kit's binding is ``questionnaire-mismatch``.
+        """
         claimed_now = await self._claim(uow, ctx, kit_id)
         row = (
             await uow.session.execute(
-                select(KITS.c.owner_id, KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
+                select(
+                    KITS.c.owner_id,
+                    KITS.c.claimed_at,
+                    KITS.c.questionnaire_id,
+                    KITS.c.questionnaire_version,
+                    CURRENT.c.questionnaire_id.label("saved_id"),
+                    CURRENT.c.questionnaire_version.label("saved_version"),
+                )
+                .select_from(KITS.outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id))
+                .where(KITS.c.kit_id == kit_id)
             )
         ).one()
         if row.owner_id != ctx.actor.user_id:
             raise KitAlreadyClaimed()
+        if questionnaire is not None:
+            bound = (row.saved_id, row.saved_version) if row.saved_id else None
+            bound = bound or (
+                (row.questionnaire_id, row.questionnaire_version) if row.questionnaire_id else None
+            )
+            if bound is None:
+                await uow.session.execute(
+                    update(KITS)
+                    .where(KITS.c.kit_id == kit_id)
+                    .values(
+                        questionnaire_id=questionnaire[0], questionnaire_version=questionnaire[1]
+                    )
+                )
+            elif bound != questionnaire:
+                raise QuestionnaireMismatch(*bound)
         return ClaimResult(kit_id, row.owner_id, row.claimed_at, created=claimed_now)
+
+    async def bound_questionnaire(self, uow: UnitOfWork, kit_id: str) -> tuple[str, str] | None:
+        """The (id, version) a claim bound the kit to before its first save, if any."""
+        row = (
+            await uow.session.execute(
+                select(KITS.c.questionnaire_id, KITS.c.questionnaire_version).where(
+                    KITS.c.kit_id == kit_id
+                )
+            )
+        ).first()
+        if row is None or row.questionnaire_id is None or row.questionnaire_version is None:
+            return None
+        return row.questionnaire_id, row.questionnaire_version
 
     async def _claim(self, uow: UnitOfWork, ctx: RequestContext, kit_id: str) -> bool:
         """Claim an unowned kit; a member who claims it stops being listed as a member."""

@@ -1,8 +1,8 @@
 """Questionnaire definitions become data: each published ``(id, version)`` is a row.
 
 The shipped definitions are published by the service at start-up when absent (not here), so
-that a new shipped version needs no migration. Kits already record their ``(id, version)`` in
-``health_information``.
+that a new shipped version needs no migration. Kits record their ``(id, version)`` in
+``health_information`` once saved, and in ``kits`` when a claim bound them before that.
 
 Revision ID: 0009_questionnaire_definitions
 Revises: 0007 (the lead re-chains it after 0008 when merging)
@@ -42,7 +42,14 @@ def upgrade() -> None:
             "questionnaire_id", "version", name="uq_questionnaire_definitions_id_version"
         ),
     )
+    # Plain ALTER TABLE, never a batch (copy-and-rename) on SQLite: dropping ``kits`` there
+    # would cascade to every table that references it.
+    op.add_column("kits", sa.Column("questionnaire_id", sa.String(length=64), nullable=True))
+    op.add_column("kits", sa.Column("questionnaire_version", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    # ALTER TABLE … DROP COLUMN: PostgreSQL, and SQLite since 3.35, without rebuilding ``kits``.
+    op.execute("ALTER TABLE kits DROP COLUMN questionnaire_version")
+    op.execute("ALTER TABLE kits DROP COLUMN questionnaire_id")
     op.drop_table("questionnaire_definitions")
