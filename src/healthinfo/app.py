@@ -80,7 +80,8 @@ from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
 
-LEGACY_PREFIXES = ("/kits/", "/questionnaires/", "/admin/")
+# "/questionnaires" without a slash: the list and publish routes (and their unprefixed aliases).
+LEGACY_PREFIXES = ("/kits/", "/questionnaires", "/admin/")
 
 
 def build_engines(settings: Settings) -> Engines:

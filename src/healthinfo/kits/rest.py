@@ -71,7 +71,7 @@ def _member(member: Member) -> dict[str, object]:
     responses={
         **ok(ClaimDoc, "Already the caller's."),
         **ok(ClaimDoc, "Claimed now.", 201),
-        **problems(401, 409, 422, 503),
+        **problems(400, 401, 409, 413, 415, 422, 503),
     },
 )
 async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:

@@ -143,7 +143,7 @@ async def list_questionnaires(
     responses={
         200: {"description": "Already published with this content."},
         201: {"description": "Published."},
-        **problems(401, 403, 409, 415, 422),
+        **problems(400, 401, 403, 409, 413, 415, 422),
     },
 )
 async def publish_questionnaire(request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
@@ -180,7 +180,10 @@ async def get_questionnaire(
 @router.get(
     "/questionnaires/{questionnaireId}/versions",
     summary="Every version of a questionnaire, with its status",
-    responses={200: {"model": VersionList, "description": "Oldest first."}, **problems(401, 404)},
+    responses={
+        200: {"model": VersionList, "description": "Oldest first."},
+        **problems(401, 404, 422),
+    },
 )
 async def list_versions(
     questionnaire_id: QuestionnaireId, actor: ActorDep, svc: ServicesDep
@@ -195,7 +198,7 @@ async def list_versions(
     summary="One version of a questionnaire (active or retired)",
     responses={
         200: {"description": "The definition.", "content": openapi_content("Questionnaire")},
-        **problems(401, 404),
+        **problems(401, 404, 422),
     },
 )
 async def get_version(
@@ -212,7 +215,10 @@ async def get_version(
 @router.post(
     "/questionnaires/{questionnaireId}/versions/{version}/retire",
     summary="Retire a version (admin): no new kit is bound to it; bound kits keep working",
-    responses={200: {"model": VersionDoc, "description": "Retired."}, **problems(401, 403, 404)},
+    responses={
+        200: {"model": VersionDoc, "description": "Retired."},
+        **problems(401, 403, 404, 422),
+    },
 )
 async def retire_version(
     questionnaire_id: QuestionnaireId, version: Version, ctx: ContextDep, svc: ServicesDep
