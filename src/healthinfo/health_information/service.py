@@ -575,6 +575,26 @@ class HealthInformationService:
         q = await self.choose(uow, choice)
         return await self._kits.claim(uow, ctx, kit_id, questionnaire=(q.id, q.version))
 
+    async def matching_version(
+        self, uow: UnitOfWork, questionnaire_id: str, answers: Mapping[str, Any]
+    ) -> QuestionnaireChoice:
+        """The newest active version that accepts ``answers`` as they are (the legacy import).
+
+        When none does, the newest active one: the write then reports what does not fit.
+        """
+        try:
+            versions = await self._questionnaires.versions(uow, questionnaire_id)
+        except NotFound:
+            return QuestionnaireChoice(questionnaire_id)
+        for info in reversed(versions):
+            if info.status == RETIRED:
+                continue
+            q = await self._questionnaires.get(uow, questionnaire_id, info.version)
+            clean = without_nulls(answers)
+            if not validate_answers(q, clean) and not remove_disabled(q, clean, list(clean))[1]:
+                return QuestionnaireChoice(questionnaire_id, info.version)
+        return QuestionnaireChoice(questionnaire_id)
+
     async def choose(self, uow: UnitOfWork, choice: QuestionnaireChoice | None) -> Questionnaire:
         """The version a new kit is bound to: as named, or the newest active of the default.
 
