@@ -9,6 +9,7 @@ test compares the REST and WebSocket problem documents member by member. A real 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -431,3 +432,22 @@ async def test_a_write_that_disables_answers_removes_them_on_every_channel(
     assert updated.data["changed"] == ["perDay", "smoker"]
     assert updated.data["answers"] == {"perDay": None, "smoker": False}
     assert (await current(http, kit_id, owner)).json()["answers"] == {"smoker": False}
+
+
+async def test_focus_names_a_question_of_the_kits_own_questionnaire(
+    http: httpx.AsyncClient, server: ServerProcess
+) -> None:
+    owner = new_user()
+    kit_id = await conditional_kit(http, owner, {"smoker": True})
+    async with (
+        sse(server.base_url, kit_id, owner) as stream,
+        websocket(server.base_url, kit_id, owner) as ws,
+    ):
+        await opened(ws)
+        await ws.send(json.dumps({"type": "focus", "field": "perDay"}))
+        assert await stream.presence(lambda users: {"userId": owner, "field": "perDay"} in users)
+        refused = await request(ws, {"type": "focus", "field": "heightCm"})
+    assert refused["type"] == "error"
+    assert refused["problem"]["errors"] == [
+        {"field": "field", "message": "must be a question id or null"}
+    ]

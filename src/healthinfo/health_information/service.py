@@ -575,6 +575,17 @@ class HealthInformationService:
         q = await self.choose(uow, choice)
         return await self._kits.claim(uow, ctx, kit_id, questionnaire=(q.id, q.version))
 
+    async def questionnaire_of(self, uow: UnitOfWork, kit_id: str) -> Questionnaire:
+        """The kit's questionnaire version: saved, claimed, or the one a first write would get."""
+        binding = await self._repo.questionnaire_of(uow, kit_id)
+        binding = binding or await self._kits.bound_questionnaire(uow, kit_id)
+        if binding is not None:
+            return await self._questionnaires.get(uow, *binding)
+        try:
+            return await self.choose(uow, None)
+        except ValidationFailed:
+            return self._questionnaires.shipped_default()
+
     async def matching_version(
         self, uow: UnitOfWork, questionnaire_id: str, answers: Mapping[str, Any]
     ) -> QuestionnaireChoice:

@@ -35,6 +35,7 @@ from healthinfo.common.tasks import stop_tasks
 from healthinfo.errors import DomainError, FieldError, MalformedRequest, ValidationFailed
 from healthinfo.health_information.schemas import PatchAnswers
 from healthinfo.health_information.service import SAVE, SUBMIT
+from healthinfo.questionnaires.model import Questionnaire
 from healthinfo.realtime.connect import admit, check_kit_id, last_event_id, open_stream
 from healthinfo.realtime.hub import ACCESS_LOST, LIFETIME, SHUTDOWN, SLOW_CONSUMER, UNAVAILABLE
 from healthinfo.realtime.stream import LiveStream
@@ -79,6 +80,7 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._questionnaire: Questionnaire | None = None  # the kit's, as last looked up
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -246,10 +248,20 @@ class Session:
         if extra:
             raise ValidationFailed([FieldError(key, "unknown field") for key in extra])
         field = data.get("field")
-        questionnaire = self.svc.questionnaires.shipped_default()
-        if field is not None and (not isinstance(field, str) or questionnaire.item(field) is None):
+        if field is not None and (not isinstance(field, str) or not await self._is_question(field)):
             raise ValidationFailed([FieldError("field", "must be a question id or null")])
         await self.svc.hub.focus(stream.subscription, field)
+
+    async def _is_question(self, field: str) -> bool:
+        """A question of the kit's questionnaire version: looked up again only on a miss (the
+        kit may have been bound or moved since), so focus messages cost no query as a rule."""
+        if self._questionnaire is not None and self._questionnaire.item(field) is not None:
+            return True
+        async with self.svc.uows.read() as uow:
+            self._questionnaire = await self.svc.health_information.questionnaire_of(
+                uow, self.kit_id
+            )
+        return self._questionnaire.item(field) is not None
 
     def _context(self, request_id: str | None) -> RequestContext:
         """Audit rows carry the client's requestId when it is sane, so both sides can match."""
