@@ -73,6 +73,7 @@ from healthinfo.kits import rest as kits_rest
 from healthinfo.kits.service import KitRoster, KitService
 from healthinfo.questionnaires import rest as questionnaires_rest
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
+from healthinfo.questionnaires.store import QuestionnaireStore, ShippedPublisher
 from healthinfo.realtime import demo as realtime_demo
 from healthinfo.realtime import sse as realtime_sse
 from healthinfo.realtime import websocket as realtime_websocket
@@ -83,7 +84,8 @@ from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
 
-LEGACY_PREFIXES = ("/kits/", "/questionnaires/", "/admin/")
+# "/questionnaires" without a slash: the list and publish routes (and their unprefixed aliases).
+LEGACY_PREFIXES = ("/kits/", "/questionnaires", "/admin/")
 
 
 def build_engines(settings: Settings) -> Engines:
@@ -173,12 +175,16 @@ def build_services(
         else AuditLog(audit_keys, reasons=reasons)
     )
     kits = KitService(audit=audit, auto_claim=settings.auto_claim)
-    questionnaires = QuestionnaireRegistry.builtin()
+    questionnaires = QuestionnaireStore(
+        QuestionnaireRegistry.builtin(),
+        audit=audit,
+        default_id=settings.effective_default_questionnaire,
+    )
     health_information = HealthInformationService(
         kits=kits,
         repository=HealthInformationRepository(codec=codec),
         cache=hi_cache,
-        questionnaire=questionnaires.get(settings.questionnaire_id),
+        questionnaires=questionnaires,
         audit=audit,
         flags=ServiceFlags(
             strict_preconditions=settings.strict_preconditions,
@@ -227,6 +233,7 @@ def build_services(
         ),
     )
     health_information.add_erasure_hook(lambda _uow, kit_id: _shred(keystore, kit_id))
+    services.components.append(ShippedPublisher(questionnaires, uows))
     services.components.append(
         IdempotencyPurger(idempotency, interval_seconds=settings.idempotency_purge_interval_seconds)
     )

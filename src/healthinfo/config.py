@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_answers: int = Field(default=200, ge=1, le=10_000)
     questionnaire_id: str = "health-information"
+    # Questionnaires managed at run time (docs/questionnaires.md). HEALTHINFO_QUESTIONNAIRE_ID
+    # above is the older name of HEALTHINFO_DEFAULT_QUESTIONNAIRE, which wins when both are set.
+    default_questionnaire: str | None = Field(default=None, min_length=1, max_length=64)
     write_retry_attempts: int = Field(default=50, ge=1, le=1000)
 
     idempotency_retention_hours: float = Field(default=24.0, gt=0, le=24 * 30)
@@ -477,6 +480,11 @@ class Settings(BaseSettings):
         if self.master_keys is not None:
             return MasterKeyring.parse(self.master_keys.get_secret_value())
         return generated_keyring(self.data_dir)
+
+    @property
+    def effective_default_questionnaire(self) -> str:
+        """The questionnaire a kit is bound to when its first write names none."""
+        return self.default_questionnaire or self.questionnaire_id
 
     @property
     def is_sqlite(self) -> bool:

@@ -16,6 +16,8 @@ Tree::
     ├── IdempotencyKeyInUse      idempotency-key-in-use
     ├── IdempotencyKeyReused     idempotency-key-reused
     ├── KitAlreadyClaimed        kit-already-claimed
+    ├── QuestionnaireMismatch    questionnaire-mismatch
+    ├── QuestionnaireVersionExists questionnaire-version-exists
     ├── DeliveryNotDead          delivery-not-dead
     ├── VersionConflict          version-conflict
     ├── PreconditionRequired     precondition-required
@@ -131,6 +133,36 @@ class KitAlreadyClaimed(DomainError):
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or "The kit is already claimed by another user.")
+
+
+class QuestionnaireMismatch(DomainError):
+    """A write names another questionnaire than the one the kit is bound to."""
+
+    code = "questionnaire-mismatch"
+    title = "Questionnaire mismatch"
+
+    def __init__(self, bound_id: str, bound_version: str) -> None:
+        self.bound = {"id": bound_id, "version": bound_version}
+        super().__init__(
+            f"The kit answers questionnaire {bound_id!r} version {bound_version!r}; move it "
+            "with POST /v1/kits/{kitId}/health-information/questionnaire instead."
+        )
+
+    def extra(self) -> dict[str, Any]:
+        return {"questionnaire": self.bound}
+
+
+class QuestionnaireVersionExists(DomainError):
+    """Published versions are immutable: other content needs another version."""
+
+    code = "questionnaire-version-exists"
+    title = "Questionnaire version exists"
+
+    def __init__(self, questionnaire_id: str, version: str) -> None:
+        super().__init__(
+            f"Questionnaire {questionnaire_id!r} version {version!r} is already published with "
+            "other content; publish it under a new version."
+        )
 
 
 class DeliveryNotDead(DomainError):

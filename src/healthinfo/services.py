@@ -18,7 +18,7 @@ from healthinfo.infra.metrics import Metrics
 from healthinfo.infra.ratelimit import RateLimiter
 from healthinfo.infra.resilient_cache import ResilientCache
 from healthinfo.kits.service import KitService
-from healthinfo.questionnaires.registry import QuestionnaireRegistry
+from healthinfo.questionnaires.store import QuestionnaireStore
 from healthinfo.realtime.hub import RoomHub
 from healthinfo.replication.reads import ReplicaReads
 
@@ -31,7 +31,7 @@ class Services:
     audit: AuditLog
     kits: KitService
     health_information: HealthInformationService
-    questionnaires: QuestionnaireRegistry
+    questionnaires: QuestionnaireStore
     tokens: TokenVerifier
     metrics: Metrics
     forwarding: Forwarding

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from healthinfo.auth.tokens import mint_token
+from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from tests.support.asgi import http_status, websocket_answer
 from tests.support.legacy import DEPRECATION
 from tests.support.tokens import TEST_SECRET, auth
@@ -49,6 +50,8 @@ class Route:
     # "http", or a stream answered without a body to read: "sse" (its HTTP status) or
     # "websocket" (open = 200; a close code 4000 + status, e.g. 4404 = 404).
     kind: str = field(default="http", compare=False)
+    # Path parameters of this route where they differ from url_for's defaults.
+    params: dict[str, str] = field(default_factory=dict, compare=False)
 
     def code_for(self, status: int) -> str | None:
         if self.kind != "http":
@@ -74,6 +77,20 @@ MEMBER_PUT = Route("PUT", "/kits/{kitId}/members/{userId}", {"role": "viewer"})
 MEMBER_DELETE = Route("DELETE", "/kits/{kitId}/members/{userId}")
 AUDIT_EVENTS = Route("GET", "/kits/{kitId}/audit-events")
 QUESTIONNAIRE = Route("GET", "/questionnaires/{questionnaireId}")
+QUESTIONNAIRES = Route("GET", "/questionnaires")
+Q_VERSIONS = Route("GET", "/questionnaires/{questionnaireId}/versions")
+Q_VERSION = Route("GET", "/questionnaires/{questionnaireId}/versions/{version}")
+# Publishing the shipped definition again: 200 (it is published at start-up).
+Q_PUBLISH = Route(
+    "POST", "/questionnaires", QuestionnaireRegistry.builtin().default.to_public_dict()
+)
+# An unknown questionnaire, so that no case retires the one every other test uses.
+Q_RETIRE = Route(
+    "POST",
+    "/questionnaires/{questionnaireId}/versions/{version}/retire",
+    params={"questionnaireId": "no-such-questionnaire"},
+)
+HI_MOVE = Route("POST", "/kits/{kitId}/health-information/questionnaire", {"version": "1"})
 HI_ERASE = Route("DELETE", "/kits/{kitId}/health-information")
 AMEND = Route(
     "POST",
@@ -135,6 +152,14 @@ _TABLE: dict[Route, tuple[int, ...]] = {
     DELIVERY_RETRY:  (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
     # Not a kit route: any authenticated caller reads the questionnaire.
     QUESTIONNAIRE:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    QUESTIONNAIRES:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    Q_VERSIONS:      (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    Q_VERSION:       (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    # Publishing and retiring are for admins only.
+    Q_PUBLISH:       (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403),
+    Q_RETIRE:        (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
+    # Moving a kit to another questionnaire version is a write (here: to the one it has).
+    HI_MOVE:         (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
 }
 # fmt: on
 
@@ -245,13 +270,14 @@ def headers_for(caller: str, kit: Arrangement) -> dict[str, str]:
 
 def url_for(route: Route, kit: Arrangement, prefix: str = "/v1") -> str:
     target = kit.spare if route.method == "DELETE" else kit.newcomer
-    path = route.path.format(
-        kitId=kit.kit_id,
-        version=1,
-        userId=target,
-        questionnaireId="health-information",
-        id="no-such-delivery",
-    )
+    params = {
+        "kitId": kit.kit_id,
+        "version": "1",
+        "userId": target,
+        "questionnaireId": "health-information",
+        "id": "no-such-delivery",
+    } | route.params
+    path = route.path.format(**params)
     return prefix + path
 
 

@@ -9,6 +9,7 @@ test compares the REST and WebSocket problem documents member by member. A real 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -371,3 +372,82 @@ async def test_websocket_refusal_closes_with_4000_plus_status(server: ServerProc
     assert message["type"] == "error"
     assert message["requestId"] is None
     assert (code, reason) == (4404, "not-found")
+
+
+# -- questionnaires with conditions (docs/questionnaires.md) --------------------------------
+
+
+async def conditional_kit(http: httpx.AsyncClient, owner: str, answers: dict[str, Any]) -> str:
+    """A kit bound (over REST) to a fresh questionnaire where perDay needs smoker = true."""
+    questionnaire_id = f"smoking-{uuid.uuid4().hex[:8]}"
+    item = {"required": False, "section": "s"}
+    definition = {
+        "id": questionnaire_id,
+        "version": "1",
+        "title": "Smoking",
+        "items": [
+            {"id": "smoker", "text": "Smoker?", "type": "boolean", **item},
+            {
+                "id": "perDay",
+                "text": "How many a day?",
+                "type": "integer",
+                **item,
+                "enableWhen": [{"question": "smoker", "operator": "=", "answer": True}],
+            },
+        ],
+    }
+    published = await http.post(
+        "/v1/questionnaires", json=definition, headers=auth(new_user("admin"), "admin")
+    )
+    assert published.status_code == 201, published.text
+    kit_id = await claimed_kit(http, owner)
+    body = {"answers": answers, "questionnaire": {"id": questionnaire_id}}
+    saved = await http.put(url(kit_id), json=body, headers=auth(owner))
+    assert saved.status_code == 201, saved.text
+    return kit_id
+
+
+async def test_answering_a_disabled_item_is_not_enabled_on_every_channel(
+    writer: Writer, http: httpx.AsyncClient
+) -> None:
+    owner = new_user()
+    kit_id = await conditional_kit(http, owner, {"smoker": False})
+    status, body = await writer.update(kit_id, owner, {"perDay": 3})
+    problem = problem_of(status, body, "validation-failed")
+    assert [(e["field"], e["message"]) for e in problem["errors"]] == [
+        ("answers.perDay", "not enabled")
+    ]
+
+
+async def test_a_write_that_disables_answers_removes_them_on_every_channel(
+    writer: Writer, http: httpx.AsyncClient, server: ServerProcess
+) -> None:
+    owner = new_user()
+    kit_id = await conditional_kit(http, owner, {"smoker": True, "perDay": 3})
+    async with sse(server.base_url, kit_id, owner) as stream:
+        await stream.event("snapshot")
+        status, _body = await writer.update(kit_id, owner, {"smoker": False})
+        assert status == 200
+        updated = await stream.event("updated")
+    assert updated.data["changed"] == ["perDay", "smoker"]
+    assert updated.data["answers"] == {"perDay": None, "smoker": False}
+    assert (await current(http, kit_id, owner)).json()["answers"] == {"smoker": False}
+
+
+async def test_focus_names_a_question_of_the_kits_own_questionnaire(
+    http: httpx.AsyncClient, server: ServerProcess
+) -> None:
+    owner = new_user()
+    kit_id = await conditional_kit(http, owner, {"smoker": True})
+    async with (
+        sse(server.base_url, kit_id, owner) as stream,
+        websocket(server.base_url, kit_id, owner) as ws,
+    ):
+        await opened(ws)
+        await ws.send(json.dumps({"type": "focus", "field": "perDay"}))
+        assert await stream.presence(lambda users: {"userId": owner, "field": "perDay"} in users)
+        refused = await request(ws, {"type": "focus", "field": "heightCm"})
+    assert refused["type"] == "error"
+    assert refused["problem"]["errors"] == [
+        {"field": "field", "message": "must be a question id or null"}
+    ]

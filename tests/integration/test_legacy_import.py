@@ -326,3 +326,38 @@ def test_the_command_writes_claim_codes_to_a_private_file_not_to_stdout(
     assert stat.S_IMODE(codes.stat().st_mode) == 0o600
     assert issued["claimCode"] not in result.stdout + result.stderr
     assert json.loads(result.stdout)["claimCodesWritten"] == 1
+
+
+async def test_imported_kits_are_bound_to_the_newest_version_that_accepts_their_answers(
+    app: FastAPI, client: httpx.AsyncClient, legacy_prefix: str
+) -> None:
+    questionnaire_id = f"legacy-{uuid.uuid4().hex[:8]}"
+    item = {"type": "integer", "required": False, "section": "s"}
+    admin = auth(f"admin-{uuid.uuid4().hex[:6]}", "admin")
+    for version, ids in (("1", ["heightCm", "oldQuestion"]), ("2", ["heightCm"])):
+        definition = {
+            "id": questionnaire_id,
+            "version": version,
+            "title": "Legacy",
+            "items": [{"id": i, "text": i, **item} for i in ids],
+        }
+        published = await client.post("/v1/questionnaires", json=definition, headers=admin)
+        assert published.status_code == 201, published.text
+    old, new = f"KIT-{uuid.uuid4().hex[:10]}", f"KIT-{uuid.uuid4().hex[:10]}"
+    await fill(
+        legacy_prefix,
+        {
+            old: {"answers": {"heightCm": 171, "oldQuestion": 3}, "userId": "mum"},
+            new: {"answers": {"heightCm": 160}, "userId": "mum"},
+        },
+    )
+    importer = LegacyImporter(
+        app.state.services, options(legacy_prefix, questionnaire_id=questionnaire_id)
+    )
+    report = await importer.run(REDIS_URL)
+    assert sorted(report.imported) == sorted([old, new])
+    bound = {}
+    for kit in (old, new):
+        response = await client.get(f"/v1/kits/{kit}/health-information", headers=auth("mum"))
+        bound[kit] = response.json()["questionnaire"]["version"]
+    assert bound == {old: "1", new: "2"}

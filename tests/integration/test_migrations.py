@@ -313,3 +313,41 @@ async def test_the_keyed_links_downgrade_relinks_them_unkeyed_and_upgrade_keeps_
         await AuditLog(KEYS).record(uow, ctx, AuditEntry("kit.test", "K"))
     async with uows.read() as uow:
         assert await chain.verify(uow, KEYS, "K") == (5, None)
+
+
+async def test_the_questionnaire_migration_keeps_kits_and_answers_both_ways(
+    empty_engine: AsyncEngine,
+) -> None:
+    """0010 alters ``kits`` in place: rebuilding it on SQLite would cascade to the answers."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    revision = "0010"
+    await migrate.upgrade(empty_engine, revision)
+    now = datetime.now(UTC)
+    async with empty_engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO kits (kit_id, created_at) VALUES ('K', :now)"), {"now": now}
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO health_information (kit_id, questionnaire_id, questionnaire_version,"
+                " status, answers, field_versions, version, created_at, updated_at, updated_by)"
+                " VALUES ('K', 'health-information', '1', 'in-progress', 'x', '{}', 1, :now,"
+                " :now, 'u')"
+            ),
+            {"now": now},
+        )
+
+    async def count() -> int:
+        async with empty_engine.connect() as conn:
+            return int(
+                (await conn.execute(text("SELECT count(*) FROM health_information"))).scalar_one()
+            )
+
+    await migrate.downgrade(empty_engine, f"{revision}-1")
+    assert await count() == 1
+    assert "questionnaire_definitions" not in await table_names(empty_engine)
+    await migrate.upgrade(empty_engine, revision)
+    assert await count() == 1

@@ -473,6 +473,8 @@ PREPARATIONS: dict[str, tuple[Prepare, tuple[str, ...]]] = {
     "putMember": (_claimed, ()),
     "claimKit": (_nothing, ()),
     "putOwner": (_saved, ("admin",)),
+    "publishQuestionnaire": (_nothing, ("admin",)),
+    "moveQuestionnaire": (_saved, ()),
 }
 
 

@@ -17,7 +17,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from healthinfo.api.openapi import Problem, problems
-from healthinfo.health_information.schemas import Amendment, PatchAnswers, ReplaceAnswers
+from healthinfo.health_information.schemas import (
+    Amendment,
+    MoveQuestionnaire,
+    PatchAnswers,
+    ReplaceAnswers,
+)
 from healthinfo.kits.schemas import ClaimRequest, MemberRole, OwnerRequest
 
 BODY_SCHEMAS: Final = (
@@ -28,6 +33,7 @@ BODY_SCHEMAS: Final = (
     MemberRole,
     ClaimRequest,
     OwnerRequest,
+    MoveQuestionnaire,
 )
 LEGACY_TAG: Final = "legacy (deprecated)"
 TAGS: Final = (

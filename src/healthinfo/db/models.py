@@ -78,6 +78,10 @@ class Kit(Base):
     owner_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # The questionnaire version a claim bound the kit to, before anything is saved (null: the
+    # first write decides); once saved, health_information's columns are the binding.
+    questionnaire_id: Mapped[str | None] = mapped_column(String(64))
+    questionnaire_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class KitMember(Base):
@@ -258,3 +262,30 @@ class KitClaimCode(Base):
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+
+
+class QuestionnaireDefinition(Base):
+    """One published ``(id, version)`` of a questionnaire: immutable but for its ``status``.
+
+    ``definition`` is the canonical JSON (``Questionnaire.to_public_dict``) and
+    ``content_hash`` its SHA-256, so publishing the same content again is recognised without
+    parsing. ``seq`` orders publications: the newest active version is the highest.
+    """
+
+    __tablename__ = "questionnaire_definitions"
+    __table_args__ = (
+        UniqueConstraint(
+            "questionnaire_id", "version", name="uq_questionnaire_definitions_id_version"
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    questionnaire_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime]
+    published_by: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    retired_at: Mapped[datetime | None]

@@ -40,8 +40,22 @@ FHIR_ITEM_TYPE: Final[Mapping[ItemType, str]] = {
     "text": "text",
     "single-choice": "choice",
     "multiple-choice": "choice",
+    "display": "display",
+    "group": "group",
 }
 """Our item type → R4 ``Questionnaire.item.type``."""
+
+ENABLE_WHEN_KEY: Final[Mapping[str, str]] = {
+    "boolean": "answerBoolean",
+    "integer": "answerInteger",
+    "decimal": "answerDecimal",
+    "date": "answerDate",
+    "string": "answerString",
+    "text": "answerString",
+    "single-choice": "answerCoding",
+    "multiple-choice": "answerCoding",
+}
+"""The named item's type → the ``enableWhen.answer[x]`` that carries a condition's value."""
 
 VALUE_KEY: Final[Mapping[ItemType, str]] = {
     "boolean": "valueBoolean",
@@ -138,6 +152,47 @@ def questionnaire_to_fhir(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL)
 
 
 def _question(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
+    if item.type == "display":
+        display: dict[str, Any] = {"linkId": item.id, "text": item.text, "type": "display"}
+        return display | _conditions(q, item, base_url)
+    if item.type == "group":
+        group: dict[str, Any] = {}
+        if item.max_items is not None:
+            group["extension"] = [{"url": MAX_OCCURS, "valueInteger": item.max_items}]
+        group |= {"linkId": item.id, "text": item.text, "type": "group"}
+        group |= _conditions(q, item, base_url)
+        group["required"] = item.required
+        if item.repeats:
+            group["repeats"] = True
+        group["item"] = [_question(q, child, base_url) for child in item.items]
+        return group
+    return _answerable_question(q, item, base_url) | _conditions(q, item, base_url)
+
+
+def _conditions(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
+    """``enableWhen`` with the ``answer[x]`` of the named item's type, and ``enableBehavior``."""
+    if not item.enable_when:
+        return {}
+    conditions = []
+    for condition in item.enable_when:
+        target = q.any_item(condition.question)
+        assert target is not None  # checked at publication
+        entry: dict[str, Any] = {"question": condition.question, "operator": condition.operator}
+        if condition.operator == "exists":
+            entry["answerBoolean"] = condition.answer
+        elif ENABLE_WHEN_KEY[target.type] == "answerCoding":
+            system = code_system_url(q, target, base_url=base_url)
+            entry["answerCoding"] = {"system": system, "code": condition.answer}
+        else:
+            entry[ENABLE_WHEN_KEY[target.type]] = condition.answer
+        conditions.append(entry)
+    result: dict[str, Any] = {"enableWhen": conditions}
+    if item.enable_behavior is not None:
+        result["enableBehavior"] = item.enable_behavior
+    return result
+
+
+def _answerable_question(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
     question: dict[str, Any] = {}
     extensions = _bound_extensions(item)
     if item.max_items is not None:
@@ -196,7 +251,7 @@ def response_to_fhir(
             f"health information answers questionnaire {state.questionnaire_id!r} version "
             f"{state.questionnaire_version!r}, not {q.id!r} version {q.version!r}"
         )
-    unknown = sorted(qid for qid in state.answers if q.item(qid) is None)
+    unknown = sorted(str(qid) for qid in state.answers if q.item(qid) is None)
     if unknown:
         raise ValueError(f"stored answers to unknown questions: {', '.join(unknown)}")
     resource: dict[str, Any] = {"resourceType": "QuestionnaireResponse"}
@@ -215,16 +270,42 @@ def response_to_fhir(
         resource["author"] = {
             "identifier": {"system": user_identifier_system(base_url), "value": state.updated_by}
         }
-    items = []
-    for item in q.items:
-        if item.id not in state.answers:
-            continue
-        answers = _fhir_answers(q, item, state.answers[item.id], base_url)
-        if answers:  # an empty multiple-choice selection is no answer in FHIR
-            items.append({"linkId": item.id, "text": item.text, "answer": answers})
+    items = _response_items(q, q.items, state.answers, base_url)
     if items:
         resource["item"] = items
     return resource
+
+
+def _response_items(
+    q: Questionnaire, items: tuple[Item, ...], answers: Mapping[str, Any], base_url: str
+) -> list[dict[str, Any]]:
+    """Answered items in definition order, nested as the definition nests them.
+
+    A group is an item holding its children's items; a repeating group is one such item per
+    row (FHIR repeats a group's ``linkId`` for each repetition). Groups with no answer inside,
+    display items and unanswered questions are left out.
+    """
+    result: list[dict[str, Any]] = []
+    for item in items:
+        if item.type == "display":
+            continue
+        if item.type == "group" and item.repeats:
+            rows = answers.get(item.id)
+            if not isinstance(rows, list):
+                continue
+            for row in rows:
+                children = _response_items(q, item.items, row, base_url)
+                if children:
+                    result.append({"linkId": item.id, "text": item.text, "item": children})
+        elif item.type == "group":
+            children = _response_items(q, item.items, answers, base_url)
+            if children:
+                result.append({"linkId": item.id, "text": item.text, "item": children})
+        elif item.id in answers:
+            values = _fhir_answers(q, item, answers[item.id], base_url)
+            if values:  # an empty multiple-choice selection is no answer in FHIR
+                result.append({"linkId": item.id, "text": item.text, "answer": values})
+    return result
 
 
 def _is_fhir_string(value: str) -> bool:

@@ -15,7 +15,6 @@ from starlette.responses import Response
 from healthinfo.fhir.mapping import DEFAULT_BASE_URL, questionnaire_to_fhir, response_to_fhir
 from healthinfo.health_information.model import HealthInformationState
 from healthinfo.questionnaires.model import Questionnaire
-from healthinfo.questionnaires.registry import QuestionnaireRegistry
 
 FHIR_JSON: Final = "application/fhir+json"
 FHIR_CONTENT_TYPE: Final = "application/fhir+json; fhirVersion=4.0"
@@ -135,13 +134,12 @@ def fhir_response(
 
 def render_health_information(
     state: HealthInformationState,
-    questionnaires: QuestionnaireRegistry,
+    q: Questionnaire,
     *,
     status: int = 200,
     base_url: str = DEFAULT_BASE_URL,
 ) -> Response:
-    """The state as a ``QuestionnaireResponse``, with its ETag."""
-    q = questionnaires.get(state.questionnaire_id)
+    """The state as a ``QuestionnaireResponse`` of ``q`` (its questionnaire), with its ETag."""
     return fhir_response(
         response_to_fhir(state, q, base_url=base_url),
         status=status,

@@ -56,3 +56,52 @@ AMENDMENT: Final[dict[str, Example]] = {
         {"answers": {"weightKg": 62.5}, "reason": "The participant reported a typo by phone."},
     ),
 }
+
+MOVE_QUESTIONNAIRE: Final[dict[str, Example]] = {
+    "move": _example(
+        "Move to version 1 (kept as is when already there)", {"version": "1", "dropInvalid": False}
+    ),
+}
+
+PUBLISH_QUESTIONNAIRE: Final[dict[str, Example]] = {
+    "conditional": _example(
+        "A short questionnaire with a condition and a repeating group",
+        {
+            "id": "example-screening",
+            "version": "1",
+            "title": "Example screening",
+            "items": [
+                {"id": "intro", "type": "display", "text": "A few questions."},
+                {
+                    "id": "smoker",
+                    "text": "Do you smoke?",
+                    "type": "boolean",
+                    "required": True,
+                    "section": "lifestyle",
+                },
+                {
+                    "id": "cigarettesPerDay",
+                    "text": "How many a day?",
+                    "type": "integer",
+                    "required": True,
+                    "section": "lifestyle",
+                    "minimum": 1,
+                    "maximum": 200,
+                    "enableWhen": [{"question": "smoker", "operator": "=", "answer": True}],
+                },
+                {
+                    "id": "medications",
+                    "text": "Medications",
+                    "type": "group",
+                    "section": "medication",
+                    "repeats": True,
+                    "maxItems": 20,
+                    "items": [
+                        {"id": "name", "text": "Name", "type": "string", "required": True},
+                        {"id": "doseMg", "text": "Dose (mg)", "type": "decimal", "required": False},
+                    ],
+                },
+            ],
+        },
+    ),
+}

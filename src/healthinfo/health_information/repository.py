@@ -54,6 +54,14 @@ class HealthInformationRepository:
             field_versions=dict(row.field_versions),
         )
 
+    async def questionnaire_of(self, uow: UnitOfWork, kit_id: str) -> tuple[str, str] | None:
+        """The (id, version) a kit's saved answers are bound to, without reading them."""
+        statement = select(CURRENT.c.questionnaire_id, CURRENT.c.questionnaire_version).where(
+            CURRENT.c.kit_id == kit_id
+        )
+        row = (await uow.session.execute(statement)).first()
+        return (row.questionnaire_id, row.questionnaire_version) if row is not None else None
+
     async def insert_first(self, uow: UnitOfWork, state: HealthInformationState) -> bool:
         """Create version 1; False when a concurrent writer created it first."""
         return await insert_if_absent(uow, CURRENT, await self._row(state))

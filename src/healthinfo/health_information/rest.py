@@ -40,11 +40,19 @@ from healthinfo.health_information.preconditions import if_none_match_hits
 from healthinfo.health_information.schemas import (
     Amendment,
     HealthInformationDoc,
+    MoveQuestionnaire,
     PatchAnswers,
     ReplaceAnswers,
     RevisionList,
 )
-from healthinfo.health_information.service import AMEND, ERASE, SAVE, SUBMIT
+from healthinfo.health_information.service import (
+    AMEND,
+    ERASE,
+    MOVE,
+    SAVE,
+    SUBMIT,
+    QuestionnaireChoice,
+)
 
 router = APIRouter(tags=["health information"])
 PATH = "/kits/{kitId}/health-information"
@@ -95,7 +103,10 @@ async def get_health_information(
     if unchanged(state.version):
         return not_modified(state.version, fhir=as_fhir)
     if as_fhir:
-        return render_health_information(state, svc.questionnaires)
+        q = await svc.questionnaires.load(
+            svc.uows, state.questionnaire_id, state.questionnaire_version
+        )
+        return render_health_information(state, q)
     response = representation(state)
     response.headers["Vary"] = VARY
     return response
@@ -127,19 +138,25 @@ async def put_health_information(
     data = await read_json_object(request, media_types=(JSON, FHIR_JSON))
     fhir_body = is_fhir(request.headers.get("content-type"))
     base_version: int | None = None
+    choice: QuestionnaireChoice | None = None
     if fhir_body:
-        questionnaire = svc.questionnaires.get(svc.settings.questionnaire_id)
+        questionnaire = svc.questionnaires.shipped_default()
         answers, submitted = answers_from_fhir(data, questionnaire)
         if_match = fhir_if_match(if_match)  # FHIR's version-aware update: If-Match: W/"<n>"
     else:
         body = ReplaceAnswers.parse(data)
         answers, submitted, base_version = body.answers, body.submitted, body.base_version
+        choice = body.questionnaire.choice() if body.questionnaire else None
     as_fhir = prefers_fhir(request.headers.get("accept"), default=fhir_body)
 
     def render(result: WriteResult) -> Response:
         status = 201 if result.created else 200
         if as_fhir:
-            return render_health_information(result.state, svc.questionnaires, status=status)
+            state = result.state
+            q = svc.questionnaires.require_cached(
+                state.questionnaire_id, state.questionnaire_version
+            )
+            return render_health_information(state, q, status=status)
         return representation(result.state, status=status)
 
     return await run_write(
@@ -158,6 +175,7 @@ async def put_health_information(
             if_match=if_match,
             if_none_match=if_none_match,
             base_version=base_version,
+            questionnaire=choice,
         ),
     )
 
@@ -180,7 +198,41 @@ async def patch_health_information(
         kit_id=kit_id,
         render=lambda result: representation(result.state),
         operation=lambda uow: svc.health_information.patch(
-            uow, ctx, kit_id, body.answers, if_match=if_match, base_version=body.base_version
+            uow,
+            ctx,
+            kit_id,
+            body.answers,
+            if_match=if_match,
+            base_version=body.base_version,
+            questionnaire=body.questionnaire.choice() if body.questionnaire else None,
+        ),
+    )
+
+
+@router.post(
+    PATH + "/questionnaire",
+    summary="Move the kit to another version of its questionnaire",
+    description=(
+        "In progress only: a new version of the health information, bound to `version`. "
+        "Answers the new version rejects are a 422 listing them, or with `dropInvalid: true` "
+        "are removed and listed in the history's `changed`."
+    ),
+    openapi_extra=json_body(MoveQuestionnaire, JSON, examples=examples.MOVE_QUESTIONNAIRE),
+    responses={**ok(HealthInformationDoc, "Moved (or already there)."), **problems(*WRITE_ERRORS)},
+)
+async def move_questionnaire(
+    kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep
+) -> Response:
+    body = MoveQuestionnaire.parse(await read_json_object(request, media_types=(JSON,)))
+    return await run_write(
+        request,
+        ctx,
+        svc,
+        action=MOVE,
+        kit_id=kit_id,
+        render=lambda result: representation(result.state),
+        operation=lambda uow: svc.health_information.move_questionnaire(
+            uow, ctx, kit_id, body.version, drop_invalid=body.drop_invalid
         ),
     )
 

@@ -7,6 +7,17 @@ from typing import Literal
 from pydantic import Field, JsonValue
 
 from healthinfo.common.schemas import Document, StrictRequest
+from healthinfo.health_information.service import QuestionnaireChoice
+
+
+class QuestionnaireBinding(StrictRequest):
+    """The questionnaire a kit's first write binds it to (``version``: the newest active)."""
+
+    id: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, min_length=1, max_length=16)
+
+    def choice(self) -> QuestionnaireChoice:
+        return QuestionnaireChoice(self.id, self.version)
 
 
 class ReplaceAnswers(StrictRequest):
@@ -15,6 +26,7 @@ class ReplaceAnswers(StrictRequest):
     answers: dict[str, JsonValue]
     submitted: bool = False
     base_version: int | None = Field(default=None, ge=0)
+    questionnaire: QuestionnaireBinding | None = None
 
 
 class PatchAnswers(StrictRequest):
@@ -22,6 +34,14 @@ class PatchAnswers(StrictRequest):
 
     answers: dict[str, JsonValue]
     base_version: int | None = Field(default=None, ge=0)
+    questionnaire: QuestionnaireBinding | None = None
+
+
+class MoveQuestionnaire(StrictRequest):
+    """Move a kit to another version of its questionnaire."""
+
+    version: str = Field(min_length=1, max_length=16)
+    drop_invalid: bool = False
 
 
 class Amendment(StrictRequest):

@@ -33,6 +33,7 @@ from healthinfo.errors import (
     NotFound,
     NotSubmitted,
     PreconditionRequired,
+    QuestionnaireMismatch,
     Unavailable,
     ValidationFailed,
     VersionConflict,
@@ -55,15 +56,21 @@ from healthinfo.health_information.model import (
 )
 from healthinfo.health_information.preconditions import if_match_satisfied, if_none_match_hits
 from healthinfo.health_information.repository import HealthInformationRepository
-from healthinfo.kits.service import KitService
+from healthinfo.kits.service import ClaimResult, KitService
 from healthinfo.questionnaires.model import Questionnaire
-from healthinfo.questionnaires.validation import missing_required, validate_answers
+from healthinfo.questionnaires.store import RETIRED, QuestionnaireStore
+from healthinfo.questionnaires.validation import (
+    missing_required,
+    remove_disabled,
+    validate_answers,
+)
 
 SAVE = "health-information.save"
 SUBMIT = "health-information.submit"
 AMEND = "health-information.amend"
 READ = "health-information.read"
 ERASE = "health-information.erase"
+MOVE = "health-information.move-questionnaire"
 UNCHANGED = "unchanged"
 
 
@@ -106,6 +113,14 @@ async def _forget(cache: HealthInformationCache, kit_id: str) -> None:
     await cache.forget(kit_id)
 
 
+@dataclass(frozen=True, slots=True)
+class QuestionnaireChoice:
+    """What a first write (or a claim) may name: an id, and a version or the newest active."""
+
+    id: str
+    version: str | None = None
+
+
 # Computes the new answers from the current state (None before the first save).
 Planner = Callable[[HealthInformationState | None], Awaitable[Answers]]
 
@@ -116,7 +131,7 @@ class HealthInformationService:
         *,
         kits: KitService,
         repository: HealthInformationRepository,
-        questionnaire: Questionnaire,
+        questionnaires: QuestionnaireStore,
         audit: AuditLog,
         flags: ServiceFlags | None = None,
         max_answers: int = 200,
@@ -128,7 +143,7 @@ class HealthInformationService:
     ) -> None:
         self._kits = kits
         self._repo = repository
-        self._questionnaire = questionnaire
+        self._questionnaires = questionnaires
         self._audit = audit
         self._flags = flags or ServiceFlags()
         self._max_answers = max_answers
@@ -262,6 +277,7 @@ class HealthInformationService:
         if_match: str | None = None,
         if_none_match: str | None = None,
         base_version: int | None = None,
+        questionnaire: QuestionnaireChoice | None = None,
     ) -> WriteResult:
         """PUT: the answers become exactly ``answers`` (rebased when ``base_version`` is given).
 
@@ -291,6 +307,7 @@ class HealthInformationService:
             if_match=if_match,
             if_none_match=if_none_match,
             base_version=base_version,
+            questionnaire=questionnaire,
         )
 
     async def patch(
@@ -302,6 +319,7 @@ class HealthInformationService:
         *,
         if_match: str | None = None,
         base_version: int | None = None,
+        questionnaire: QuestionnaireChoice | None = None,
     ) -> WriteResult:
         """PATCH: an RFC 7396 merge patch of the answers; ``null`` removes an answer."""
 
@@ -326,6 +344,7 @@ class HealthInformationService:
             removals=[key for key, value in patch.items() if value is None],
             if_match=if_match,
             base_version=base_version,
+            questionnaire=questionnaire,
         )
 
     async def submit(
@@ -365,22 +384,68 @@ class HealthInformationService:
                 raise NotSubmitted()
             if if_match is not None and not if_match_satisfied(if_match, current.version):
                 raise VersionConflict(current.version, if_match.strip())
-            self._validate(
-                without_nulls(patch), [k for k, v in patch.items() if v is None], None, current
-            )
-            answers = apply_merge_patch(current.answers, patch)
+            q = await self._bound(uow, kit_id, current, None)
+            incoming = without_nulls(patch)
+            self._validate(q, incoming, [k for k, v in patch.items() if v is None], None, current)
+            answers = self._enabled_only(q, apply_merge_patch(current.answers, patch), incoming)
             changed = changed_ids(current.answers, answers)
             if not changed:
                 return WriteResult(current, False, False, [], current.version)
-            if missing := missing_required(self._questionnaire, answers):
+            if missing := missing_required(q, answers):
                 raise ValidationFailed(missing, "An amendment must keep every required answer.")
             state = dataclasses.replace(
-                self._next_state(ctx, kit_id, current, answers, changed, submit=False),
+                self._next_state(ctx, kit_id, current, answers, changed, q, submit=False),
                 status=Status.AMENDED,
                 submitted_at=current.submitted_at,
             )
             if await self._repo.update_if_version(uow, state, expected_version=current.version):
                 await self._record(uow, ctx, current, state, changed, AMEND, reason=reason)
+                return WriteResult(state, False, True, changed, current.version)
+        raise Unavailable("The kit's answers are changing too quickly; try again.")
+
+    async def move_questionnaire(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        version: str,
+        *,
+        drop_invalid: bool = False,
+    ) -> WriteResult:
+        """Bind an in-progress kit to another version of its questionnaire, as a new version.
+
+        Answers the target rejects (invalid, unknown or not enabled there) are a 422 listing
+        them; with ``drop_invalid`` those answers are removed instead and listed in ``changed``.
+        """
+        await self._kits.authorize_write(uow, ctx, kit_id)
+        for _attempt in range(self._attempts):
+            current = await self._existing(uow, kit_id)
+            self._check_writable(current, None, None)
+            target = await self.choose(uow, QuestionnaireChoice(current.questionnaire_id, version))
+            answers = dict(current.answers)
+            rejected = validate_answers(target, answers)
+            kept, disabled = remove_disabled(target, answers, written=list(answers))
+            rejected += disabled
+            if rejected and not drop_invalid:
+                raise ValidationFailed(
+                    sorted(rejected, key=lambda e: e.field),
+                    "The new version rejects some answers; fix them or pass dropInvalid.",
+                )
+            kept = {
+                key: value
+                for key, value in answers.items()
+                if not any(_is_about(error.field, key) for error in rejected)
+            }
+            kept, _ = remove_disabled(target, kept, written=())
+            if (target.id, target.version) == (
+                current.questionnaire_id,
+                current.questionnaire_version,
+            ):
+                return WriteResult(current, False, False, [], current.version)
+            changed = changed_ids(current.answers, kept)
+            state = self._next_state(ctx, kit_id, current, kept, changed, target, submit=False)
+            if await self._repo.update_if_version(uow, state, expected_version=current.version):
+                await self._record(uow, ctx, current, state, changed, MOVE)
                 return WriteResult(state, False, True, changed, current.version)
         raise Unavailable("The kit's answers are changing too quickly; try again.")
 
@@ -433,6 +498,7 @@ class HealthInformationService:
         if_match: str | None,
         if_none_match: str | None = None,
         base_version: int | None,
+        questionnaire: QuestionnaireChoice | None = None,
     ) -> WriteResult:
         await self._kits.authorize_write(uow, ctx, kit_id)
         strict = self._flags.strict_preconditions.enabled_for("strict_preconditions", kit_id)
@@ -441,9 +507,10 @@ class HealthInformationService:
         for _attempt in range(self._attempts):
             current = await self._repo.get(uow, kit_id)
             self._check_writable(current, if_match, if_none_match)
-            self._validate(incoming, removals, base_version, current)
-            answers = await plan(current)
-            result = await self._apply(uow, ctx, kit_id, current, answers, submit=submit)
+            q = await self._bound(uow, kit_id, current, questionnaire)
+            self._validate(q, incoming, removals, base_version, current)
+            answers = self._enabled_only(q, await plan(current), incoming)
+            result = await self._apply(uow, ctx, kit_id, current, answers, q, submit=submit)
             if result is not None:
                 return result
         raise Unavailable("The kit's answers are changing too quickly; try again.")
@@ -467,8 +534,122 @@ class HealthInformationService:
         ):
             raise VersionConflict(version, f"If-None-Match {if_none_match.strip()}")
 
+    async def _bound(
+        self,
+        uow: UnitOfWork,
+        kit_id: str,
+        current: HealthInformationState | None,
+        choice: QuestionnaireChoice | None,
+    ) -> Questionnaire:
+        """The kit's questionnaire version; before its first save, the one it gets bound to
+        (the claim's, or the one the write names, or the newest active default).
+
+        After the first save this is an in-process cache hit: a version never changes.
+        """
+        if current is not None:
+            if choice is not None and (
+                choice.id != current.questionnaire_id
+                or (choice.version is not None and choice.version != current.questionnaire_version)
+            ):
+                raise QuestionnaireMismatch(current.questionnaire_id, current.questionnaire_version)
+            return await self._questionnaires.get(
+                uow, current.questionnaire_id, current.questionnaire_version
+            )
+        claimed = await self._kits.bound_questionnaire(uow, kit_id)
+        if claimed is None:
+            return await self.choose(uow, choice)
+        if choice is not None and (
+            choice.id != claimed[0] or choice.version not in (None, claimed[1])
+        ):
+            raise QuestionnaireMismatch(*claimed)
+        return await self._questionnaires.get(uow, *claimed)
+
+    async def claim(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        choice: QuestionnaireChoice | None = None,
+        *,
+        claim_code: str | None = None,
+    ) -> ClaimResult:
+        """Claim a kit, binding it to a questionnaire version when the claim names one."""
+        if choice is None:
+            return await self._kits.claim(uow, ctx, kit_id, claim_code=claim_code)
+        q = await self.choose(uow, choice)
+        return await self._kits.claim(
+            uow, ctx, kit_id, claim_code=claim_code, questionnaire=(q.id, q.version)
+        )
+
+    async def questionnaire_of(self, uow: UnitOfWork, kit_id: str) -> Questionnaire:
+        """The kit's questionnaire version: saved, claimed, or the one a first write would get."""
+        binding = await self._repo.questionnaire_of(uow, kit_id)
+        binding = binding or await self._kits.bound_questionnaire(uow, kit_id)
+        if binding is not None:
+            return await self._questionnaires.get(uow, *binding)
+        try:
+            return await self.choose(uow, None)
+        except ValidationFailed:
+            return self._questionnaires.shipped_default()
+
+    async def matching_version(
+        self, uow: UnitOfWork, questionnaire_id: str, answers: Mapping[str, Any]
+    ) -> QuestionnaireChoice:
+        """The newest active version that accepts ``answers`` as they are (the legacy import).
+
+        When none does, the newest active one: the write then reports what does not fit.
+        """
+        try:
+            versions = await self._questionnaires.versions(uow, questionnaire_id)
+        except NotFound:
+            return QuestionnaireChoice(questionnaire_id)
+        for info in reversed(versions):
+            if info.status == RETIRED:
+                continue
+            q = await self._questionnaires.get(uow, questionnaire_id, info.version)
+            clean = without_nulls(answers)
+            if not validate_answers(q, clean) and not remove_disabled(q, clean, list(clean))[1]:
+                return QuestionnaireChoice(questionnaire_id, info.version)
+        return QuestionnaireChoice(questionnaire_id)
+
+    async def choose(self, uow: UnitOfWork, choice: QuestionnaireChoice | None) -> Questionnaire:
+        """The version a new kit is bound to: as named, or the newest active of the default.
+
+        A retired version or an unknown id is 422: the request names something unusable.
+        """
+        questionnaire_id = choice.id if choice else self._questionnaires.default_id
+        version = choice.version if choice else None
+        if version is None:
+            try:
+                return await self._questionnaires.newest_active(uow, questionnaire_id)
+            except NotFound:
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            "questionnaire.id", "names no questionnaire with an active version"
+                        )
+                    ]
+                ) from None
+        status = await self._questionnaires.status(uow, questionnaire_id, version)
+        if status is None:
+            raise ValidationFailed([FieldError("questionnaire", "names no published version")])
+        if status == RETIRED:
+            raise ValidationFailed([FieldError("questionnaire.version", "is retired")])
+        return await self._questionnaires.get(uow, questionnaire_id, version)
+
+    @staticmethod
+    def _enabled_only(q: Questionnaire, answers: Answers, incoming: Answers) -> Answers:
+        """Answers to disabled items go; answering one in this very write is refused."""
+        if not q.plan.top and not q.plan.rows:
+            return answers
+        kept, errors = remove_disabled(q, answers, written=list(incoming))
+        if errors:
+            raise ValidationFailed(errors)
+        return kept
+
     def _validate(
         self,
+        q: Questionnaire,
         incoming: Answers,
         removals: Sequence[str],
         base_version: int | None,
@@ -478,11 +659,11 @@ class HealthInformationService:
             raise ValidationFailed(
                 [FieldError("answers", f"must hold at most {self._max_answers} answers")]
             )
-        errors = validate_answers(self._questionnaire, incoming)
+        errors = validate_answers(q, incoming)
         errors += [
             FieldError(f"answers.{key}", "unknown question id")
             for key in removals
-            if self._questionnaire.item(key) is None
+            if q.item(key) is None
         ]
         current_version = current.version if current else 0
         if base_version is not None and base_version > current_version:
@@ -499,6 +680,7 @@ class HealthInformationService:
         kit_id: str,
         current: HealthInformationState | None,
         answers: Answers,
+        q: Questionnaire,
         *,
         submit: bool,
     ) -> WriteResult | None:
@@ -508,9 +690,9 @@ class HealthInformationService:
         if current is not None and not changed and not submit:
             await self._audit_write(uow, ctx, action, kit_id, current, current, [], UNCHANGED)
             return WriteResult(current, False, False, [], current.version)
-        if submit and (missing := missing_required(self._questionnaire, answers)):
+        if submit and (missing := missing_required(q, answers)):
             raise ValidationFailed(missing, "Required answers are missing; nothing was submitted.")
-        state = self._next_state(ctx, kit_id, current, answers, changed, submit=submit)
+        state = self._next_state(ctx, kit_id, current, answers, changed, q, submit=submit)
         won = (
             await self._repo.insert_first(uow, state)
             if current is None
@@ -559,6 +741,7 @@ class HealthInformationService:
         current: HealthInformationState | None,
         answers: Answers,
         changed: list[str],
+        q: Questionnaire,
         *,
         submit: bool,
     ) -> HealthInformationState:
@@ -566,8 +749,8 @@ class HealthInformationService:
         version = current.version + 1 if current else 1
         return HealthInformationState(
             kit_id=kit_id,
-            questionnaire_id=self._questionnaire.id,
-            questionnaire_version=self._questionnaire.version,
+            questionnaire_id=q.id,
+            questionnaire_version=q.version,
             status=Status.SUBMITTED if submit else Status.IN_PROGRESS,
             answers=answers,
             version=version,
@@ -618,3 +801,9 @@ class HealthInformationService:
         if answers is None:
             raise ValidationFailed([FieldError("baseVersion", "names no stored version")])
         return answers
+
+
+def _is_about(field: str, key: str) -> bool:
+    """Whether the error ``field`` is about the top-level answer ``key`` (or one of its rows)."""
+    path = f"answers.{key}"
+    return field == path or field.startswith(f"{path}[")

@@ -39,6 +39,10 @@ CLAIM_EXAMPLES = {
         "summary": "Claim a kit nobody owns yet (a body is optional)",
         "value": {},
     },
+    "bind": {
+        "summary": "Claim, bound to the newest active health questionnaire",
+        "value": {"questionnaire": {"id": "health-information"}},
+    },
 }
 OWNER_EXAMPLES = {
     "owner": {"summary": "Make this user the kit's owner", "value": {"userId": "user-2"}},
@@ -67,7 +71,10 @@ def _member(member: Member) -> dict[str, object]:
     description=(
         "No body is needed for a kit that holds no answers yet. An ownerless kit that already "
         "holds answers (written by an admin, imported from the legacy system) is claimed only "
-        'with its one-time claim code, `{"claimCode": "…"}`; without a valid code it is 404.'
+        'with its one-time claim code, `{"claimCode": "…"}`; without a valid code it is 404. '
+        'An optional `"questionnaire": {"id", "version"}` binds the kit to that questionnaire '
+        "version (`version` optional: the newest active one) before anything is saved; naming "
+        "another questionnaire than the kit's is 409 `questionnaire-mismatch`."
     ),
     openapi_extra={
         "requestBody": {
@@ -82,7 +89,8 @@ def _member(member: Member) -> dict[str, object]:
     },
 )
 async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
-    code = (await _claim_body(request)).claim_code
+    body = await _claim_body(request)
+    choice = body.questionnaire.choice() if body.questionnaire else None
     return await run_write(
         request,
         ctx,
@@ -90,7 +98,9 @@ async def claim_kit(kit_id: KitId, request: Request, ctx: ContextDep, svc: Servi
         action="kit.claim",
         kit_id=kit_id,
         render=_claim_response,
-        operation=lambda uow: svc.kits.claim(uow, ctx, kit_id, claim_code=code),
+        operation=lambda uow: svc.health_information.claim(
+            uow, ctx, kit_id, choice, claim_code=body.claim_code
+        ),
     )
 
 

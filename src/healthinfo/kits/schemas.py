@@ -8,12 +8,18 @@ from pydantic import Field
 
 from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.schemas import Document, StrictRequest
+from healthinfo.health_information.schemas import QuestionnaireBinding
 
 
 class ClaimRequest(StrictRequest):
-    """The claim's optional body: the one-time code of an ownerless kit that holds answers."""
+    """The claim's optional body.
+
+    ``claimCode``: the one-time code of an ownerless kit that holds answers. ``questionnaire``:
+    the version the kit is bound to before anything is saved (else its first write's).
+    """
 
     claim_code: str | None = Field(default=None, min_length=1, max_length=64)
+    questionnaire: QuestionnaireBinding | None = None
 
 
 class OwnerRequest(StrictRequest):

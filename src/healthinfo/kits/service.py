@@ -32,7 +32,13 @@ from healthinfo.common.pagination import Page, decode_cursor, encode_cursor
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import HealthInformation, Kit, KitMember
-from healthinfo.errors import FieldError, KitAlreadyClaimed, NotFound, ValidationFailed
+from healthinfo.errors import (
+    FieldError,
+    KitAlreadyClaimed,
+    NotFound,
+    QuestionnaireMismatch,
+    ValidationFailed,
+)
 from healthinfo.kits.claim_codes import ClaimCodes, IssuedCode
 
 KITS = cast(Table, Kit.__table__)
@@ -182,12 +188,20 @@ class KitService:
         await insert_if_absent(uow, KITS, row)
 
     async def claim(
-        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, claim_code: str | None = None
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        kit_id: str,
+        *,
+        claim_code: str | None = None,
+        questionnaire: tuple[str, str] | None = None,
     ) -> ClaimResult:
         """201 semantics when this call claimed it, 200 when it was already the caller's.
 
         An ownerless kit that holds answers needs its claim code (used up by this claim);
         without a valid one it is 404, as for any kit the caller has no access to.
+        ``questionnaire`` (id, version) binds the kit before anything is saved; a claim naming
+        another questionnaire than the kit's binding is ``questionnaire-mismatch``.
         """
         access = await self.access(uow, ctx.actor, kit_id)
         if access.owner_id is None and access.version is not None:
@@ -198,12 +212,49 @@ class KitService:
             claimed_now = await self._claim(uow, ctx, kit_id)
         row = (
             await uow.session.execute(
-                select(KITS.c.owner_id, KITS.c.claimed_at).where(KITS.c.kit_id == kit_id)
+                select(
+                    KITS.c.owner_id,
+                    KITS.c.claimed_at,
+                    KITS.c.questionnaire_id,
+                    KITS.c.questionnaire_version,
+                    CURRENT.c.questionnaire_id.label("saved_id"),
+                    CURRENT.c.questionnaire_version.label("saved_version"),
+                )
+                .select_from(KITS.outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id))
+                .where(KITS.c.kit_id == kit_id)
             )
         ).one()
         if row.owner_id != ctx.actor.user_id:
             raise KitAlreadyClaimed()
+        if questionnaire is not None:
+            bound = (row.saved_id, row.saved_version) if row.saved_id else None
+            bound = bound or (
+                (row.questionnaire_id, row.questionnaire_version) if row.questionnaire_id else None
+            )
+            if bound is None:
+                await uow.session.execute(
+                    update(KITS)
+                    .where(KITS.c.kit_id == kit_id)
+                    .values(
+                        questionnaire_id=questionnaire[0], questionnaire_version=questionnaire[1]
+                    )
+                )
+            elif bound != questionnaire:
+                raise QuestionnaireMismatch(*bound)
         return ClaimResult(kit_id, row.owner_id, row.claimed_at, created=claimed_now)
+
+    async def bound_questionnaire(self, uow: UnitOfWork, kit_id: str) -> tuple[str, str] | None:
+        """The (id, version) a claim bound the kit to before its first save, if any."""
+        row = (
+            await uow.session.execute(
+                select(KITS.c.questionnaire_id, KITS.c.questionnaire_version).where(
+                    KITS.c.kit_id == kit_id
+                )
+            )
+        ).first()
+        if row is None or row.questionnaire_id is None or row.questionnaire_version is None:
+            return None
+        return row.questionnaire_id, row.questionnaire_version
 
     async def _claim(
         self, uow: UnitOfWork, ctx: RequestContext, kit_id: str, *, holding_answers: bool = False

@@ -50,6 +50,9 @@ class ImportOptions:
     answers_field: str = "answers"
     owner_field: str | None = "userId"
     dry_run: bool = False
+    # Imported kits are bound to the newest active version of it that accepts their answers
+    # (None: HEALTHINFO_DEFAULT_QUESTIONNAIRE).
+    questionnaire_id: str | None = None
 
 
 @dataclass
@@ -158,9 +161,7 @@ class LegacyImporter:
         )
 
         async def operation(uow: Any) -> IssuedCode | None:
-            await self._svc.health_information.replace(
-                uow, ctx, entry.kit_id, entry.answers, if_none_match="*"
-            )
+            await self._replace(uow, ctx, entry)
             kits = self._svc.kits
             if entry.owner is not None:
                 await kits.assign_owner_if_unclaimed(uow, ctx, entry.kit_id, entry.owner)
@@ -179,12 +180,19 @@ class LegacyImporter:
         ctx = RequestContext(IMPORT_ACTOR, Channel.CLI, request_id="legacy-import:dry-run")
         try:
             async with self._svc.uows.write() as uow:
-                await self._svc.health_information.replace(
-                    uow, ctx, entry.kit_id, entry.answers, if_none_match="*"
-                )
+                await self._replace(uow, ctx, entry)
                 raise _RollBack
         except _RollBack:
             return
+
+    async def _replace(self, uow: Any, ctx: RequestContext, entry: LegacyEntry) -> None:
+        """Create the kit's version 1, bound to the questionnaire version its answers match."""
+        hi = self._svc.health_information
+        questionnaire_id = self._options.questionnaire_id or self._svc.questionnaires.default_id
+        choice = await hi.matching_version(uow, questionnaire_id, entry.answers)
+        await hi.replace(
+            uow, ctx, entry.kit_id, entry.answers, if_none_match="*", questionnaire=choice
+        )
 
 
 class _RollBack(Exception):

@@ -24,6 +24,8 @@ ItemType = Literal[
     "text",
     "single-choice",
     "multiple-choice",
+    "display",
+    "group",
 ]
 Bound = int | float | str
 
@@ -31,6 +33,10 @@ ITEM_TYPES: Final[frozenset[str]] = frozenset(get_args(ItemType))
 CHOICE_TYPES: Final[frozenset[str]] = frozenset({"single-choice", "multiple-choice"})
 NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"integer", "decimal"})
 TEXT_TYPES: Final[frozenset[str]] = frozenset({"string", "text"})
+STRUCTURAL_TYPES: Final[frozenset[str]] = frozenset({"display", "group"})
+"""Items that are never answered by their own id (a repeating group is, as a list of rows)."""
+OPERATORS: Final[frozenset[str]] = frozenset({"exists", "=", "!=", ">", "<", ">=", "<="})
+ORDERED_TYPES: Final[frozenset[str]] = frozenset({"integer", "decimal", "date"})
 
 # Without a limit a single answer could be megabytes; these are the limits when a text item
 # does not set its own.
@@ -39,7 +45,8 @@ DEFAULT_MAX_LENGTH: Final[Mapping[str, int]] = {"string": 200, "text": 4000}
 TODAY: Final = "today"
 """A date bound meaning "the current date (UTC) when the answer is checked"."""
 
-_ID_PATTERN: Final = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
+# 1–255 printable characters, so that a FHIR linkId ("1.1", "/69671-6") is kept as it is.
+_ID_PATTERN: Final = re.compile(r"(?=\S)[^\x00-\x1f\x7f]{1,255}(?<=\S)")
 _ISO_DATE_PATTERN: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _ITEM_KEYS: Final = frozenset(
@@ -54,9 +61,16 @@ _ITEM_KEYS: Final = frozenset(
         "maximum",
         "maxLength",
         "maxItems",
+        "items",
+        "repeats",
+        "enableWhen",
+        "enableBehavior",
     }
 )
 _REQUIRED_ITEM_KEYS: Final = frozenset({"id", "text", "type", "required", "section"})
+# display and group items need neither; children of a group inherit its section.
+_STRUCTURAL_REQUIRED_KEYS: Final = frozenset({"id", "text", "type"})
+_CONDITION_KEYS: Final = frozenset({"question", "operator", "answer"})
 _QUESTIONNAIRE_KEYS: Final = frozenset({"id", "version", "title", "items"})
 
 
@@ -96,6 +110,35 @@ class Option:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """One ``enableWhen`` entry, with FHIR R4's meaning (see ``questionnaires.conditions``).
+
+    ``answer`` is a boolean for ``exists``; otherwise a value of the named item's type (an
+    option value for choice items). Whether it fits the named item is checked by the
+    questionnaire, which knows every item.
+    """
+
+    question: str
+    operator: str
+    answer: Any
+
+    @classmethod
+    def from_dict(cls, data: object) -> Condition:
+        if not isinstance(data, Mapping) or data.keys() != _CONDITION_KEYS:
+            raise ValueError("must be an object with question, operator and answer")
+        if not isinstance(data["question"], str) or not data["question"]:
+            raise ValueError("question must be an item id")
+        if data["operator"] not in OPERATORS:
+            raise ValueError(f"operator must be one of {', '.join(sorted(OPERATORS))}")
+        if data["answer"] is None:
+            raise ValueError("answer must not be null")
+        return cls(question=data["question"], operator=data["operator"], answer=data["answer"])
+
+    def to_public_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "operator": self.operator, "answer": self.answer}
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     """One question.
 
@@ -114,6 +157,16 @@ class Item:
     maximum: int | float | str | None = None
     max_length: int | None = None
     max_items: int | None = None
+    items: tuple[Item, ...] = ()
+    repeats: bool = False
+    enable_when: tuple[Condition, ...] = ()
+    enable_behavior: Literal["all", "any"] | None = None
+    option_values: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    @property
+    def is_answerable(self) -> bool:
+        """Answered by its own id: every question, and a repeating group (a list of rows)."""
+        return self.type not in STRUCTURAL_TYPES or self.repeats
 
     def __post_init__(self) -> None:
         try:
@@ -122,22 +175,46 @@ class Item:
             raise ValueError(f"item {self.id!r}: {exc}") from None
         if self.type in TEXT_TYPES and self.max_length is None:
             object.__setattr__(self, "max_length", DEFAULT_MAX_LENGTH[self.type])
+        # Looked up for every choice answer validated: built once, not per answer.
+        object.__setattr__(self, "option_values", frozenset(o.value for o in self.options))
 
     def _check(self) -> None:
         if not isinstance(self.id, str) or not _ID_PATTERN.fullmatch(self.id):
             # The id becomes part of the error path ``answers.<id>``, so no dots or spaces.
-            raise ValueError("id must be lowerCamelCase letters and digits (at most 64)")
+            raise ValueError("id must be 1 to 255 printable characters")
         if not isinstance(self.type, str) or self.type not in ITEM_TYPES:
             raise ValueError(f"unknown type {self.type!r}")
         if not isinstance(self.text, str) or not self.text.strip():
             raise ValueError("text must be a non-empty string")
-        if not isinstance(self.section, str) or not self.section.strip():
+        if not isinstance(self.section, str) or (
+            not self.section.strip() and self.type not in STRUCTURAL_TYPES
+        ):
             raise ValueError("section must be a non-empty string")
         if not isinstance(self.required, bool):
             raise ValueError("required must be true or false")
+        self._check_structure()
         self._check_options()
         self._check_bounds()
         self._check_limits()
+
+    def _check_structure(self) -> None:
+        if not isinstance(self.repeats, bool):
+            raise ValueError("repeats must be true or false")
+        if self.type == "group":
+            if not self.items:
+                raise ValueError("a group needs items")
+        elif self.items:
+            raise ValueError(f"a {self.type} item cannot have items")
+        if self.repeats and self.type != "group":
+            raise ValueError("only a group can repeat")
+        if self.type == "display" and self.required:
+            raise ValueError("a display item is never answered, so it cannot be required")
+        if self.enable_behavior not in (None, "all", "any"):
+            raise ValueError('enableBehavior must be "all" or "any"')
+        if len(self.enable_when) > 1 and self.enable_behavior is None:
+            raise ValueError("enableBehavior is required with two or more conditions")
+        if self.enable_behavior is not None and not self.enable_when:
+            raise ValueError("enableBehavior needs enableWhen")
 
     def _check_options(self) -> None:
         if self.type in CHOICE_TYPES:
@@ -185,19 +262,25 @@ class Item:
             if not _is_positive_int(self.max_length):
                 raise ValueError("maxLength must be a positive integer")
         if self.max_items is not None:
-            if self.type != "multiple-choice":
+            if self.type != "multiple-choice" and not self.repeats:
                 raise ValueError(f"a {self.type} item cannot have maxItems")
             if not _is_positive_int(self.max_items):
                 raise ValueError("maxItems must be a positive integer")
 
     def to_public_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "text": self.text,
-            "type": self.type,
-            "required": self.required,
-            "section": self.section,
-        }
+        data: dict[str, Any] = {"id": self.id, "text": self.text, "type": self.type}
+        if self.type not in STRUCTURAL_TYPES or self.required:
+            data["required"] = self.required
+        if self.section:
+            data["section"] = self.section
+        if self.items:
+            data["items"] = [child.to_public_dict() for child in self.items]
+        if self.repeats:
+            data["repeats"] = True
+        if self.enable_when:
+            data["enableWhen"] = [condition.to_public_dict() for condition in self.enable_when]
+        if self.enable_behavior is not None:
+            data["enableBehavior"] = self.enable_behavior
         if self.options:
             data["options"] = [{"value": o.value, "label": o.label} for o in self.options]
         optional = {
@@ -210,12 +293,19 @@ class Item:
         return data
 
     @classmethod
-    def from_dict(cls, data: object, position: int) -> Item:
-        """Build from the definition's camelCase JSON; ``position`` names items without an id."""
+    def from_dict(cls, data: object, position: int, *, section: str | None = None) -> Item:
+        """Build from the definition's camelCase JSON; ``position`` names items without an id.
+
+        ``section`` is the enclosing group's: its children need not repeat it.
+        """
         if not isinstance(data, Mapping):
             raise ValueError(f"item #{position}: must be an object")
         name = f"item {data['id']!r}" if "id" in data else f"item #{position}"
-        missing = _REQUIRED_ITEM_KEYS - data.keys()
+        structural = data.get("type") in STRUCTURAL_TYPES
+        needed = _STRUCTURAL_REQUIRED_KEYS if structural else _REQUIRED_ITEM_KEYS
+        if section is not None:
+            needed = needed - {"section"}
+        missing = needed - data.keys()
         if missing:
             raise ValueError(f"{name}: missing {', '.join(sorted(missing))}")
         unknown = data.keys() - _ITEM_KEYS
@@ -231,18 +321,67 @@ class Item:
             options = tuple(Option(value=o["value"], label=o["label"]) for o in raw_options)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+        own_section = data.get("section", section if section is not None else "")
         return cls(
             id=data["id"],
             text=data["text"],
             type=data["type"],
-            required=data["required"],
-            section=data["section"],
+            required=data.get("required", False),
+            section=own_section,
             options=options,
             minimum=data.get("minimum"),
             maximum=data.get("maximum"),
             max_length=data.get("maxLength"),
             max_items=data.get("maxItems"),
+            items=_children(data.get("items", []), name, own_section),
+            repeats=data.get("repeats", False),
+            enable_when=_conditions(data.get("enableWhen", []), name),
+            enable_behavior=data.get("enableBehavior"),
         )
+
+
+class DefinitionError(ValueError):
+    """Every error of a definition, each with the path of the key at fault.
+
+    ``str()`` lists them as ``path: message``, so code that only knows ``ValueError`` (the
+    start-up loader) still reports where the definition is wrong.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {message}" for path, message in errors))
+
+
+def _children(raw: object, name: str, section: str) -> tuple[Item, ...]:
+    if not isinstance(raw, list):
+        raise ValueError(f"{name}: items must be a list")
+    errors: list[tuple[str, str]] = []
+    children = []
+    for index, child in enumerate(raw):
+        try:
+            children.append(Item.from_dict(child, index + 1, section=section))
+        except DefinitionError as exc:
+            errors += [(f"items[{index}].{path}", message) for path, message in exc.errors]
+        except ValueError as exc:
+            errors.append((f"items[{index}]", str(exc)))
+    if errors:
+        raise DefinitionError(errors)
+    return tuple(children)
+
+
+def _conditions(raw: object, name: str) -> tuple[Condition, ...]:
+    if not isinstance(raw, list):
+        raise ValueError(f"{name}: enableWhen must be a list")
+    errors: list[tuple[str, str]] = []
+    conditions = []
+    for index, entry in enumerate(raw):
+        try:
+            conditions.append(Condition.from_dict(entry))
+        except ValueError as exc:
+            errors.append((f"enableWhen[{index}]", f"{name}: {exc}"))
+    if errors:
+        raise DefinitionError(errors)
+    return tuple(conditions)
 
 
 def _is_positive_int(value: object) -> bool:
@@ -251,14 +390,22 @@ def _is_positive_int(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Questionnaire:
-    """A versioned list of items; answers are validated against exactly one version."""
+    """A versioned tree of items; answers are validated against exactly one version.
+
+    Building one checks it whole (conditions included) and compiles its conditions, once:
+    a published version is immutable, so nothing here is ever recomputed.
+    """
 
     id: str
     version: str
     title: str
     items: tuple[Item, ...]
+    url: str | None = None
     _by_id: Mapping[str, Item] = field(init=False, repr=False, compare=False)
+    _answerable: Mapping[str, Item] = field(init=False, repr=False, compare=False)
     _required_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _rows: Mapping[str, Mapping[str, Item]] = field(init=False, repr=False, compare=False)
+    _plan: EnablementPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("id", "version", "title"):
@@ -267,47 +414,101 @@ class Questionnaire:
                 raise ValueError(f"questionnaire {name} must be a non-empty string")
         if not self.items:
             raise ValueError(f"questionnaire {self.id!r} has no items")
-        by_id: dict[str, Item] = {}
-        for item in self.items:
-            if item.id in by_id:
-                raise ValueError(f"item {item.id!r} is defined twice")
-            by_id[item.id] = item
+        plan = compile_plan(self.items)
+        by_id = {node.item.id: node.item for node in plan.nodes.values()}
+        answerable = {
+            node.item.id: node.item
+            for node in plan.nodes.values()
+            if node.row_group is None and node.item.is_answerable
+        }
+        rows: dict[str, dict[str, Item]] = {}
+        for node in plan.nodes.values():
+            if node.row_group is not None and node.item.type not in STRUCTURAL_TYPES:
+                rows.setdefault(node.row_group, {})[node.item.id] = node.item
         object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_answerable", answerable)
+        object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "_plan", plan)
         object.__setattr__(
-            self, "_required_ids", tuple(item.id for item in self.items if item.required)
+            self, "_required_ids", tuple(i for i, item in answerable.items() if item.required)
         )
 
     def item(self, question_id: str) -> Item | None:
-        return self._by_id.get(question_id)
+        """The item answered by the top-level key ``question_id`` of ``answers``.
+
+        Items inside a repeating group are answered in its rows, so they are not found here.
+        """
+        return self._answerable.get(question_id)
+
+    @property
+    def repeating_ids(self) -> frozenset[str]:
+        """Ids of the repeating groups (answered as lists of rows)."""
+        return frozenset(self._rows)
+
+    def row_items(self, group_id: str) -> Mapping[str, Item]:
+        """The questions answered in each row of a repeating group, by id."""
+        return self._rows.get(group_id, {})
+
+    def any_item(self, item_id: str) -> Item | None:
+        """Any item at any depth, answered or not."""
+        return self._by_id.get(item_id)
+
+    @property
+    def plan(self) -> EnablementPlan:
+        return self._plan
 
     @property
     def required_ids(self) -> tuple[str, ...]:
-        """Required question ids in definition order."""
+        """Required top-level answer ids in definition order (enabled or not)."""
         return self._required_ids
 
     def to_public_dict(self) -> dict[str, Any]:
         """The shape served by ``GET /v1/questionnaires/{id}``; ``from_dict`` reads it back."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "version": self.version,
             "title": self.title,
             "items": [item.to_public_dict() for item in self.items],
         }
+        if self.url is not None:
+            data["url"] = self.url
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> Questionnaire:
-        """Parse a definition strictly: anything unexpected is a ``ValueError``, never ignored."""
+        """Parse a definition strictly: anything unexpected is a ``ValueError``, never ignored.
+
+        Item errors are a ``DefinitionError`` naming each path (``items[3].enableWhen[0]``).
+        """
         if not isinstance(data, Mapping):
             raise ValueError("questionnaire definition must be an object")
         missing = _QUESTIONNAIRE_KEYS - data.keys()
         if missing:
             raise ValueError(f"questionnaire definition is missing {', '.join(sorted(missing))}")
-        unknown = data.keys() - _QUESTIONNAIRE_KEYS
+        unknown = data.keys() - _QUESTIONNAIRE_KEYS - {"url"}
         if unknown:
             names = ", ".join(sorted(map(str, unknown)))
             raise ValueError(f"questionnaire definition has unknown keys {names}")
         raw_items = data["items"]
         if not isinstance(raw_items, list):
             raise ValueError("questionnaire items must be a list")
-        items = tuple(Item.from_dict(raw, position) for position, raw in enumerate(raw_items, 1))
-        return cls(id=data["id"], version=data["version"], title=data["title"], items=items)
+        errors: list[tuple[str, str]] = []
+        items = []
+        for index, raw in enumerate(raw_items):
+            try:
+                items.append(Item.from_dict(raw, index + 1))
+            except DefinitionError as exc:
+                errors += [(f"items[{index}].{path}", message) for path, message in exc.errors]
+            except ValueError as exc:
+                errors.append((f"items[{index}]", str(exc)))
+        if errors:
+            raise DefinitionError(errors)
+        url = data.get("url")
+        if url is not None and not isinstance(url, str):
+            raise ValueError("questionnaire url must be a string")
+        return cls(
+            id=data["id"], version=data["version"], title=data["title"], items=tuple(items), url=url
+        )
+
+
+from healthinfo.questionnaires.conditions import EnablementPlan, compile_plan  # noqa: E402

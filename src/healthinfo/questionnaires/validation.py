@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Final
 
@@ -24,6 +24,7 @@ UNKNOWN_QUESTION: Final = "unknown question id"
 NULL_ANSWER: Final = "null is not an answer; omit the question instead"
 EMPTY_TEXT: Final = "must not be empty; remove the answer instead"
 REQUIRED: Final = "is required to submit"
+NOT_ENABLED: Final = "not enabled"
 # Tab, line feed and carriage return are ordinary in free text; other control characters and
 # lone surrogates (which JSON can encode) cannot be stored as UTF-8 text in PostgreSQL.
 _ALLOWED_CONTROLS: Final = frozenset("\t\n\r")
@@ -41,6 +42,10 @@ def validate_answers(
         today = datetime.now(UTC).date()
     errors = []
     for question_id, value in answers.items():
+        item = q.item(question_id)
+        if item is not None and item.repeats and value is not None:
+            errors += _check_rows(q, item, value, today)
+            continue
         message = _check_answer(q, question_id, value, today)
         if message is not None:
             errors.append(FieldError(_field(question_id), message))
@@ -48,9 +53,63 @@ def validate_answers(
 
 
 def missing_required(q: Questionnaire, answers: Mapping[str, object]) -> list[FieldError]:
-    """Required questions without an answer; drafts may lack them, a submission may not."""
-    missing = [qid for qid in q.required_ids if qid not in answers]
-    return [FieldError(_field(qid), REQUIRED) for qid in sorted(missing)]
+    """Required enabled questions without an answer; drafts may lack them, submissions not.
+
+    In a repeating group every row must answer the group's required (enabled) questions.
+    """
+    off = q.plan.disabled(answers)
+    errors = [
+        FieldError(_field(qid), REQUIRED)
+        for qid in q.required_ids
+        if qid not in answers and qid not in off
+    ]
+    for group_id, rows in _answered_rows(q, answers):
+        required = [cid for cid, child in q.row_items(group_id).items() if child.required]
+        for index, row in enumerate(rows):
+            row_off = q.plan.disabled_in_row(group_id, row, answers, off)
+            errors += [
+                FieldError(f"{_field(group_id)}[{index}].{cid}", REQUIRED)
+                for cid in required
+                if cid not in row and cid not in row_off
+            ]
+    return sorted(errors, key=lambda error: error.field)
+
+
+def remove_disabled(
+    q: Questionnaire, answers: Mapping[str, object], written: Collection[str]
+) -> tuple[dict[str, object], list[FieldError]]:
+    """The answers without those to disabled items, and "not enabled" for those just written.
+
+    ``written`` are the ids this write answered: answering a disabled item is the writer's
+    error; an answer saved earlier that this write disabled is removed instead.
+    """
+    off = q.plan.disabled(answers)
+    errors = [FieldError(_field(qid), NOT_ENABLED) for qid in written if qid in off]
+    kept: dict[str, object] = {k: v for k, v in answers.items() if k not in off}
+    for group_id, rows in _answered_rows(q, kept):
+        kept_rows = []
+        for index, row in enumerate(rows):
+            row_off = q.plan.disabled_in_row(group_id, row, answers, off)
+            if group_id in written:
+                errors += [
+                    FieldError(f"{_field(group_id)}[{index}].{cid}", NOT_ENABLED)
+                    for cid in row
+                    if cid in row_off
+                ]
+            kept_rows.append({k: v for k, v in row.items() if k not in row_off})
+        kept[group_id] = kept_rows
+    return kept, sorted(errors, key=lambda error: error.field)
+
+
+def _answered_rows(
+    q: Questionnaire, answers: Mapping[str, object]
+) -> list[tuple[str, list[Mapping[str, object]]]]:
+    """Repeating groups that have a (valid) answer and may need a look row by row."""
+    return [
+        (group_id, value)
+        for group_id in q.repeating_ids
+        if isinstance(value := answers.get(group_id), list)
+    ]
 
 
 def _field(question_id: str) -> str:
@@ -64,6 +123,32 @@ def _check_answer(q: Questionnaire, question_id: str, value: object, today: date
     if value is None:
         return NULL_ANSWER
     return _CHECKS[item.type](item, value, today)
+
+
+def _check_rows(q: Questionnaire, group: Item, value: object, today: date) -> list[FieldError]:
+    """A repeating group's answer, row by row: each child's type, options and bounds."""
+    path = _field(group.id)
+    if not isinstance(value, list) or not value:
+        return [FieldError(path, "must be a non-empty list of rows (objects)")]
+    if group.max_items is not None and len(value) > group.max_items:
+        return [FieldError(path, f"must have at most {group.max_items} rows")]
+    children = q.row_items(group.id)
+    errors = []
+    for index, row in enumerate(value):
+        if not isinstance(row, Mapping) or not row:
+            errors.append(FieldError(f"{path}[{index}]", "must be an object of answers"))
+            continue
+        for child_id, answer in row.items():
+            child = children.get(child_id)
+            if child is None:
+                message: str | None = UNKNOWN_QUESTION
+            elif answer is None:
+                message = NULL_ANSWER
+            else:
+                message = _CHECKS[child.type](child, answer, today)
+            if message is not None:
+                errors.append(FieldError(f"{path}[{index}].{child_id}", message))
+    return errors
 
 
 def _bounds_phrase(item: Item) -> str:
@@ -145,7 +230,7 @@ def _check_text(item: Item, value: object, today: date) -> str | None:
 
 
 def _option_values(item: Item) -> frozenset[str]:
-    return frozenset(option.value for option in item.options)
+    return item.option_values
 
 
 def _check_single_choice(item: Item, value: object, today: date) -> str | None:

@@ -51,6 +51,7 @@ from healthinfo.errors import (
 from healthinfo.health_information.schemas import PatchAnswers
 from healthinfo.health_information.service import SAVE, SUBMIT
 from healthinfo.infra.ratelimit import RouteClass
+from healthinfo.questionnaires.model import Questionnaire
 from healthinfo.realtime.connect import admit, check_kit_id, last_event_id, open_stream
 from healthinfo.realtime.hub import LIFETIME, REVOKED, SHUTDOWN, SLOW_CONSUMER, UNAVAILABLE
 from healthinfo.realtime.stream import LiveStream
@@ -96,6 +97,7 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._questionnaire: Questionnaire | None = None  # the kit's, as last looked up
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -296,8 +298,7 @@ class Session:
         if extra:
             raise ValidationFailed([FieldError(key, "unknown field") for key in extra])
         field = data.get("field")
-        questionnaire = self.svc.questionnaires.get(self.svc.settings.questionnaire_id)
-        if field is not None and (not isinstance(field, str) or questionnaire.item(field) is None):
+        if field is not None and (not isinstance(field, str) or not await self._is_question(field)):
             raise ValidationFailed([FieldError("field", "must be a question id or null")])
         await self.svc.hub.focus(stream.subscription, field)
 
@@ -324,6 +325,17 @@ class Session:
         )
         if not decision.allowed:
             raise RateLimited(decision.reset_after)
+
+    async def _is_question(self, field: str) -> bool:
+        """A question of the kit's questionnaire version: looked up again only on a miss (the
+        kit may have been bound or moved since), so focus messages cost no query as a rule."""
+        if self._questionnaire is not None and self._questionnaire.item(field) is not None:
+            return True
+        async with self.svc.uows.read() as uow:
+            self._questionnaire = await self.svc.health_information.questionnaire_of(
+                uow, self.kit_id
+            )
+        return self._questionnaire.item(field) is not None
 
     def _context(self, request_id: str | None) -> RequestContext:
         """Audit rows carry the client's requestId when it is sane, so both sides can match."""
