@@ -428,8 +428,7 @@ def random_answers(rng: random.Random) -> dict[str, Any]:
 def server_decision(q: Questionnaire, answers: dict[str, Any]) -> dict[str, Any]:
     off = q.plan.disabled(answers)
     rows = [
-        sorted(q.plan.disabled_in_row("rows", row, answers, off))
-        for row in answers.get("rows", [])
+        sorted(q.plan.disabled_in_row("rows", row, answers, off)) for row in answers.get("rows", [])
     ]
     return {"off": sorted(off), "rows": rows}
 

@@ -215,13 +215,16 @@ async def patch_health_information(
     PATH + "/questionnaire",
     summary="The questionnaire version the kit is bound to",
     description=(
-        "`{\"id\", \"version\"}`: the version its answers are saved under, or before the first "
+        '`{"id", "version"}`: the version its answers are saved under, or before the first '
         "save the one the claim bound it to, or else the one a first write without "
         "`questionnaire` would get (the newest active default). Readable by whoever may read "
         "the kit's health information; it discloses no answers, so it is not audited as a read. "
         "Clients such as `/demo` use it to render the right version before anything is saved."
     ),
-    responses={**ok(QuestionnaireRef, "The kit's questionnaire version."), **problems(*READ_ERRORS, 403)},
+    responses={
+        **ok(QuestionnaireRef, "The kit's questionnaire version."),
+        **problems(*READ_ERRORS, 403),
+    },
 )
 async def get_kit_questionnaire(kit_id: KitId, actor: ActorDep, svc: ServicesDep) -> Response:
     async with svc.uows.read() as uow:
