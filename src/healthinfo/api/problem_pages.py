@@ -34,6 +34,8 @@ from healthinfo.errors import (
     NotSubmitted,
     PayloadTooLarge,
     PreconditionRequired,
+    QuestionnaireMismatch,
+    QuestionnaireVersionExists,
     RateLimited,
     RoomFull,
     Unauthenticated,
@@ -109,6 +111,19 @@ PAGES: Final[dict[str, ProblemPage]] = dict(
             KitAlreadyClaimed,
             "Claiming a kit that another user owns.",
             "Check the kit id; the owner can add you as a member instead.",
+        ),
+        _domain(
+            QuestionnaireMismatch,
+            "A write or a claim names another questionnaire than the one the kit is bound to "
+            "(the problem's detail names the bound id and version).",
+            "Send the write without `questionnaire`, or move the kit with POST "
+            "/v1/kits/{kitId}/health-information/questionnaire.",
+        ),
+        _domain(
+            QuestionnaireVersionExists,
+            "Publishing other content under a questionnaire (id, version) that is already "
+            "published: a published version never changes.",
+            "Publish the new content under a new version; the same content again is a 200.",
         ),
         _domain(
             IdempotencyKeyInUse,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from healthinfo.common.context import RequestContext
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork, UnitOfWorkFactory
 from healthinfo.db.models import QuestionnaireDefinition
-from healthinfo.errors import NotFound, QuestionnaireVersionExists
+from healthinfo.errors import NotFound, QuestionnaireVersionExists, Unavailable
 from healthinfo.questionnaires.model import Questionnaire
 
 DEFINITIONS = cast(Table, QuestionnaireDefinition.__table__)
@@ -283,6 +284,9 @@ def _info(row: Any) -> VersionInfo:
     )
 
 
+logger = logging.getLogger(__name__)
+
+
 class ShippedPublisher:
     """Start-up: publish the definitions shipped in the package that the database lacks."""
 
@@ -291,8 +295,14 @@ class ShippedPublisher:
         self._uows = uows
 
     async def start(self) -> None:
-        async with self._uows.write() as uow:
-            await self._store.publish_shipped(uow)
+        """Never stops start-up: with the database down or not migrated yet, the service must
+        start and say so on /health/ready (503); the definitions are published on first use
+        then (``newest_active``)."""
+        try:
+            async with self._uows.write() as uow:
+                await self._store.publish_shipped(uow)
+        except Unavailable as exc:
+            logger.warning("questionnaires.shipped.deferred", extra={"cause": str(exc)})
 
     async def stop(self) -> None:
         return None
