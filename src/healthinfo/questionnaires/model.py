@@ -157,7 +157,9 @@ def is_option_value(value: object) -> bool:
     """An option value: a non-empty string, or a 32-bit integer (never a boolean)."""
     if isinstance(value, str):
         return bool(value)
-    return isinstance(value, int) and not isinstance(value, bool) and INT32_MIN <= value <= INT32_MAX
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and INT32_MIN <= value <= INT32_MAX
+    )
 
 
 def _is_finite_number(value: object) -> bool:

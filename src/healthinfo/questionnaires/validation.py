@@ -12,7 +12,7 @@ import math
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Any, Final
 
 from healthinfo.errors import FieldError
 from healthinfo.questionnaires.model import (
@@ -221,14 +221,11 @@ def _check_date(item: Item, value: object, today: date) -> str | None:
 
 def _check_temporal(item: Item, value: object, today: date) -> str | None:
     """dateTime and time: one spelling per value (see ``model``), bounds compared as values."""
-    answer = parse_temporal(item.type, value)
-    low = parse_temporal(item.type, item.minimum)
-    high = parse_temporal(item.type, item.maximum)
-    try:
-        if answer is not None and (low is None or answer >= low) and (high is None or answer <= high):
-            return None
-    except TypeError:  # pragma: no cover - bounds and answers are both aware or both times
-        pass
+    answer: Any = parse_temporal(item.type, value)
+    low, high = parse_temporal(item.type, item.minimum), parse_temporal(item.type, item.maximum)
+    # One type per item (a dateTime is always zoned), so the comparisons never mix types.
+    if answer is not None and (low is None or answer >= low) and (high is None or answer <= high):
+        return None
     return f"must be {TEMPORAL_PHRASE[item.type]}{_bounds_phrase(item)}"
 
 
