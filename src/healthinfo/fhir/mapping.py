@@ -39,12 +39,10 @@ DEFAULT_BASE_URL: Final = "urn:healthinfo"
 MIN_VALUE: Final = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE: Final = "http://hl7.org/fhir/StructureDefinition/maxValue"
 MAX_OCCURS: Final = "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs"
-CQF_EXPRESSION: Final = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
-TODAY_EXPRESSION: Final[Mapping[str, Any]] = {
-    "url": CQF_EXPRESSION,
-    "valueExpression": {"language": "text/fhirpath", "expression": "today()"},
-}
-"""How a ``"today"`` date bound is said in FHIR (SDC): on ``_valueDate`` of minValue/maxValue."""
+TODAY_BOUND: Final = "urn:healthinfo/StructureDefinition/today-bound"
+"""The service's own item extension for a ``"today"`` date bound (``valueCode`` ``minValue`` or
+``maxValue``): minValue/maxValue need a fixed date, and SDC's way (``cqf-expression`` on a
+value-less ``_valueDate``) is one that many FHIR libraries cannot even parse."""
 SECTION: Final = "urn:healthinfo/StructureDefinition/section"
 """The service's own item extension (``valueString``) for a definition's ``section``."""
 
@@ -189,8 +187,8 @@ def questionnaire_to_fhir(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL)
 
     Everything a definition says is stated, so that ``questionnaire_from_fhir`` reads back the
     same definition (docs/fhir.md has the table): a section with the service's own extension
-    ``SECTION`` where it differs from the enclosing group's, a ``"today"`` bound as SDC's
-    ``cqf-expression`` ``today()`` on ``minValue``/``maxValue``; ``fhirExtensions`` come last.
+    ``SECTION`` where it differs from the enclosing group's, a ``"today"`` bound with
+    ``TODAY_BOUND``; ``fhirExtensions`` come last.
     """
     resource: dict[str, Any] = {"resourceType": "Questionnaire"}
     if _FHIR_ID.fullmatch(q.id):
@@ -304,14 +302,14 @@ def _condition_answer(
 
 def _bound_extensions(item: Item) -> list[dict[str, Any]]:
     """``minValue``/``maxValue`` with the item's own value type; ``"today"`` has no fixed
-    value, so it is SDC's ``cqf-expression`` ``today()`` on a value-less ``valueDate``."""
+    value, so it is the service's ``TODAY_BOUND`` extension."""
     key = _BOUND_KEY.get(item.type)
     if key is None:
         return []
     extensions: list[dict[str, Any]] = []
     for url, bound in ((MIN_VALUE, item.minimum), (MAX_VALUE, item.maximum)):
         if bound == TODAY:
-            extensions.append({"url": url, "_valueDate": {"extension": [TODAY_EXPRESSION]}})
+            extensions.append({"url": TODAY_BOUND, "valueCode": url.rsplit("/", 1)[1]})
         elif bound is not None:
             extensions.append({"url": url, key: bound})
     return extensions

@@ -21,11 +21,11 @@ from typing import Any, Final
 
 from healthinfo.errors import FieldError, MalformedRequest, ValidationFailed
 from healthinfo.fhir.mapping import (
-    CQF_EXPRESSION,
     MAX_OCCURS,
     MAX_VALUE,
     MIN_VALUE,
     SECTION,
+    TODAY_BOUND,
     default_code_system,
     default_questionnaire_url,
     find_option,
@@ -275,7 +275,7 @@ class _Importer:
         for index, entry in enumerate(raw):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
                 self.fail(f"{path}[{index}]", "an extension needs a url", link_id)
-            elif entry["url"] in (MIN_VALUE, MAX_VALUE, MAX_OCCURS, SECTION):
+            elif entry["url"] in (MIN_VALUE, MAX_VALUE, MAX_OCCURS, SECTION, TODAY_BOUND):
                 self.fail(f"{path}[{index}]", "only an item may have this extension", link_id)
             else:
                 kept.append(dict(entry))
@@ -386,6 +386,16 @@ class _Importer:
             url = entry.get("url") if isinstance(entry, Mapping) else None
             if not isinstance(entry, Mapping) or not isinstance(url, str):
                 self.fail(at, "an extension needs a url", link_id)
+            elif url == TODAY_BOUND:
+                name = {"minValue": "minimum", "maxValue": "maximum"}.get(
+                    _only_value(entry, "valueCode")
+                )
+                if name is None or raw.get("type") != "date":
+                    self.fail(
+                        at, "today-bound is valueCode minValue or maxValue on a date", link_id
+                    )
+                else:
+                    fields[name] = TODAY
             elif url in (MIN_VALUE, MAX_VALUE):
                 name = "minimum" if url == MIN_VALUE else "maximum"
                 bound = self._bound(entry, at, link_id, raw.get("type"))
@@ -414,13 +424,6 @@ class _Importer:
         if key is None:
             self.fail(at, f"minValue/maxValue is not supported on a {fhir_type} item", link_id)
             return None
-        today = {"extension": [_today_expression()]}
-        if (
-            key == "valueDate"
-            and set(entry) == {"url", "_valueDate"}
-            and entry["_valueDate"] == today
-        ):
-            return TODAY
         value = _only_value(entry, key)
         if value is None:
             self.fail(at, f"a {fhir_type} item's bound must be a {key}", link_id)
@@ -665,10 +668,3 @@ def _only_value(entry: Mapping[str, Any], key: str) -> Any:
     """The extension's ``key`` when it is the only value[x] it has."""
     values = [k for k in entry if isinstance(k, str) and k.startswith(("value", "_value"))]
     return entry[key] if values == [key] else None
-
-
-def _today_expression() -> dict[str, Any]:
-    return {
-        "url": CQF_EXPRESSION,
-        "valueExpression": {"language": "text/fhirpath", "expression": "today()"},
-    }
