@@ -409,8 +409,8 @@ class _Importer:
                     self.fail(at, "questionnaire-maxOccurs needs a valueInteger", link_id)
             elif url == SECTION:
                 value = _only_value(entry, "valueString")
-                if not isinstance(value, str):
-                    self.fail(at, "the section extension needs a valueString", link_id)
+                if not isinstance(value, str) or not value.strip():
+                    self.fail(at, "the section extension needs a non-empty valueString", link_id)
                 else:
                     own_section = value
             else:

@@ -474,6 +474,9 @@ class Item:
         if not isinstance(extensions, list):
             raise ValueError(f"{name}: fhirExtensions must be a list")
         own_section = data.get("section", section if section is not None else "")
+        if section and own_section == "":
+            # "" is "no section"; inside a group that has one, an item is in it or in another.
+            raise ValueError(f"{name}: section must not be empty inside a group with a section")
         return cls(
             id=data["id"],
             text=data["text"],
