@@ -444,3 +444,585 @@ def test_any_valid_answers_round_trip_through_a_nested_questionnaire_response(
     resource = response_to_fhir(state_of(answers, q), q)
     assert_valid_response(resource, questionnaire_to_fhir(q))
     assert answers_from_fhir(json.loads(json.dumps(resource)), q).answers == answers
+
+
+# --- hand-written FHIR: FHIR → ours → FHIR ----------------------------------------------------
+
+LOINC = "http://loinc.org"
+ITEM_CONTROL = EXTRA_EXTENSIONS[0]
+
+
+def lhc_like() -> dict[str, Any]:
+    """A Questionnaire shaped like LHC-Forms' exports, in the form the service emits."""
+    frequency = [
+        {"valueCoding": {"system": LOINC, "code": "LA6568-5", "display": "Not at all"}},
+        {"valueCoding": {"system": LOINC, "code": "LA6569-3", "display": "Several days"}},
+        {"valueCoding": {"system": LOINC, "code": "LA6570-1", "display": "More than half"}},
+    ]
+    return {
+        "resourceType": "Questionnaire",
+        "id": "phq-2-lhc",
+        "extension": [{"url": "http://example.org/lformsVersion", "valueString": "29.0.0"}],
+        "url": "http://example.org/fhir/Questionnaire/phq-2-lhc",
+        "version": "2.1",
+        "name": "Phq2Lhc",
+        "title": "PHQ-2 and family history",
+        "status": "active",
+        "item": [
+            {"linkId": "/intro", "text": "Over the last 2 weeks:", "type": "display"},
+            {
+                "extension": [{"url": SECTION, "valueString": "mood"}],
+                "linkId": "/55757-9",
+                "text": "PHQ-2",
+                "type": "group",
+                "required": True,
+                "item": [
+                    {
+                        "extension": [ITEM_CONTROL],
+                        "linkId": "/55757-9/44250-9",
+                        "text": "Little interest or pleasure in doing things",
+                        "type": "choice",
+                        "required": True,
+                        "answerOption": frequency,
+                    },
+                    {
+                        "linkId": "/55757-9/44255-8",
+                        "text": "Feeling down, depressed, or hopeless",
+                        "type": "choice",
+                        "enableWhen": [
+                            {
+                                "question": "/55757-9/44250-9",
+                                "operator": "!=",
+                                "answerCoding": {"system": LOINC, "code": "LA6568-5"},
+                            }
+                        ],
+                        "answerOption": frequency,
+                    },
+                    {
+                        "linkId": "/55757-9/score",
+                        "text": "Score",
+                        "type": "integer",
+                        "readOnly": True,
+                        "extension": [
+                            {"url": MIN_VALUE, "valueInteger": 0},
+                            {"url": MAX_VALUE, "valueInteger": 6},
+                        ],
+                    },
+                ],
+            },
+            {
+                "extension": [
+                    {"url": MAX_OCCURS, "valueInteger": 10},
+                    {"url": SECTION, "valueString": "family"},
+                ],
+                "linkId": "/54114-4",
+                "text": "Family member health history",
+                "type": "group",
+                "repeats": True,
+                "item": [
+                    {
+                        "linkId": "/54114-4/54136-7",
+                        "text": "Relationship",
+                        "type": "open-choice",
+                        "required": True,
+                        "maxLength": 200,
+                        "answerOption": [
+                            {
+                                "valueCoding": {
+                                    "system": LOINC,
+                                    "code": "LA10415-0",
+                                    "display": "Brother",
+                                }
+                            },
+                            {
+                                "valueCoding": {
+                                    "system": LOINC,
+                                    "code": "LA10416-8",
+                                    "display": "Father",
+                                }
+                            },
+                        ],
+                    },
+                    {"linkId": "/54114-4/living", "text": "Living?", "type": "boolean"},
+                    {
+                        "linkId": "/54114-4/died",
+                        "text": "Date and time of death",
+                        "type": "dateTime",
+                        "enableWhen": [
+                            {
+                                "question": "/54114-4/living",
+                                "operator": "=",
+                                "answerBoolean": False,
+                            },
+                            {
+                                "question": "/54114-4/living",
+                                "operator": "exists",
+                                "answerBoolean": True,
+                            },
+                        ],
+                        "enableBehavior": "all",
+                    },
+                    {
+                        "linkId": "/54114-4/conditions",
+                        "text": "Conditions",
+                        "type": "choice",
+                        "repeats": True,
+                        "answerOption": [{"valueString": "diabetes"}, {"valueString": "cancer"}],
+                    },
+                ],
+            },
+            {
+                "linkId": "/wake",
+                "text": "Usual wake-up time",
+                "type": "time",
+                "extension": [{"url": MIN_VALUE, "valueTime": "04:00:00"}],
+                "enableWhen": [{"question": "/children", "operator": "!=", "answerInteger": 0}],
+            },
+            {
+                "linkId": "/children",
+                "text": "Number of children (0 to 3 or more)",
+                "type": "choice",
+                "answerOption": [{"valueInteger": 0}, {"valueInteger": 1}, {"valueInteger": 3}],
+            },
+            {"linkId": "/notes", "text": "Anything else?", "type": "text", "maxLength": 500},
+        ],
+    }
+
+
+def test_a_questionnaire_in_the_services_form_is_the_same_after_import_and_export() -> None:
+    source = lhc_like()
+    assert_valid_questionnaire(source)
+    q = questionnaire_from_fhir(copy.deepcopy(source))
+    assert questionnaire_to_fhir(q) == source
+
+
+def test_an_imported_questionnaire_keeps_id_version_url_and_extensions() -> None:
+    q = questionnaire_from_fhir(lhc_like())
+    assert (q.id, q.version, q.url) == ("phq-2-lhc", "2.1", lhc_like()["url"])
+    assert q.fhir_extensions == (
+        {"url": "http://example.org/lformsVersion", "valueString": "29.0.0"},
+    )
+    relation = q.any_item("/54114-4/54136-7")
+    assert relation is not None and relation.open_choice and relation.type == "single-choice"
+    interest = q.any_item("/55757-9/44250-9")
+    assert interest is not None and interest.fhir_extensions == (ITEM_CONTROL,)
+    assert q.repeating_ids == {"/54114-4"}
+    family = q.item("/54114-4")
+    assert family is not None and family.max_items == 10
+    conditions = q.any_item("/54114-4/conditions")
+    assert conditions is not None and conditions.type == "multiple-choice"
+    assert [o.kind for o in conditions.options] == ["string", "string"]
+
+
+def test_the_version_defaults_to_1_and_the_services_own_url_is_not_stored() -> None:
+    source = lhc_like()
+    del source["version"]
+    source["url"] = "urn:healthinfo/Questionnaire/phq-2-lhc"
+    q = questionnaire_from_fhir(source)
+    assert (q.version, q.url) == ("1", None)
+    assert "url" not in q.to_public_dict()
+
+
+def test_what_the_export_adds_or_restates_is_the_documented_normalisation() -> None:
+    """Defaults made explicit, a contained ValueSet as answerOption, server-owned elements."""
+    source: dict[str, Any] = {
+        "resourceType": "Questionnaire",
+        "id": "normalised",
+        "meta": {"profile": ["http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire"]},
+        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+        "name": "SomethingElse",
+        "title": "Normalised",
+        "status": "draft",
+        "contained": [
+            {
+                "resourceType": "ValueSet",
+                "id": "yesno",
+                "status": "active",
+                "compose": {
+                    "include": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v2-0136",
+                            "concept": [
+                                {"code": "Y", "display": "Yes"},
+                                {"code": "N", "display": "No"},
+                            ],
+                        }
+                    ]
+                },
+            },
+            {
+                "resourceType": "ValueSet",
+                "id": "colours",
+                "expansion": {
+                    "contains": [
+                        {"system": "http://example.org/colours", "code": "red", "display": "Red"},
+                        {"system": "http://example.org/colours", "code": "blue"},
+                    ]
+                },
+            },
+        ],
+        "item": [
+            {
+                "linkId": "a",
+                "text": "Agree?",
+                "type": "choice",
+                "required": False,
+                "answerValueSet": "#yesno",
+            },
+            {"linkId": "b", "text": "Colour", "type": "open-choice", "answerValueSet": "#colours"},
+            {"linkId": "c", "text": "Name", "type": "string"},
+            {
+                "linkId": "d",
+                "text": "Plain code",
+                "type": "choice",
+                "answerOption": [{"valueCoding": {"code": "x"}}],
+            },
+        ],
+    }
+    exported = questionnaire_to_fhir(questionnaire_from_fhir(copy.deepcopy(source)))
+    assert_valid_questionnaire(exported)
+    yes_no = "http://terminology.hl7.org/CodeSystem/v2-0136"
+    colours = "http://example.org/colours"
+    assert exported == {
+        "resourceType": "Questionnaire",
+        "id": "normalised",
+        "url": "urn:healthinfo/Questionnaire/normalised",
+        "version": "1",
+        "name": "Normalised",
+        "title": "Normalised",
+        "status": "active",
+        "item": [
+            {
+                "linkId": "a",
+                "text": "Agree?",
+                "type": "choice",
+                "answerOption": [
+                    {"valueCoding": {"system": yes_no, "code": "Y", "display": "Yes"}},
+                    {"valueCoding": {"system": yes_no, "code": "N", "display": "No"}},
+                ],
+            },
+            {
+                "linkId": "b",
+                "text": "Colour",
+                "type": "open-choice",
+                "maxLength": 200,
+                "answerOption": [
+                    {"valueCoding": {"system": colours, "code": "red", "display": "Red"}},
+                    {"valueCoding": {"system": colours, "code": "blue"}},
+                ],
+            },
+            {"linkId": "c", "text": "Name", "type": "string", "maxLength": 200},
+            {
+                "linkId": "d",
+                "text": "Plain code",
+                "type": "choice",
+                "answerOption": [
+                    {
+                        "valueCoding": {
+                            "system": "urn:healthinfo/CodeSystem/normalised-d",
+                            "code": "x",
+                            "display": "x",
+                        }
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def test_answers_to_the_lhc_like_questionnaire_nest_groups_and_rows() -> None:
+    q = questionnaire_from_fhir(lhc_like())
+    answers: dict[str, Any] = {
+        "/55757-9/44250-9": "LA6569-3",
+        "/55757-9/44255-8": "LA6570-1",
+        "/54114-4": [
+            {
+                "/54114-4/54136-7": "LA10416-8",
+                "/54114-4/living": False,
+                "/54114-4/died": "2001-02-03T04:05:06+01:00",
+            },
+            {"/54114-4/54136-7": "Step-uncle", "/54114-4/conditions": ["cancer", "diabetes"]},
+        ],
+        "/children": 3,
+        "/wake": "06:30:00",
+    }
+    assert validate_answers(q, answers, today=TODAY) == []
+    resource = response_to_fhir(state_of(answers, q), q)
+    assert_valid_response(resource, questionnaire_to_fhir(q))
+    assert resource["questionnaire"] == "http://example.org/fhir/Questionnaire/phq-2-lhc|2.1"
+    [phq, first, second, wake, children] = resource["item"]
+    assert phq["linkId"] == "/55757-9"
+    assert [i["linkId"] for i in phq["item"]] == ["/55757-9/44250-9", "/55757-9/44255-8"]
+    assert phq["item"][0]["answer"] == [
+        {"valueCoding": {"system": LOINC, "code": "LA6569-3", "display": "Several days"}}
+    ]
+    assert first["linkId"] == second["linkId"] == "/54114-4"
+    assert [i["linkId"] for i in first["item"]] == [
+        "/54114-4/54136-7",
+        "/54114-4/living",
+        "/54114-4/died",
+    ]
+    assert first["item"][2]["answer"] == [{"valueDateTime": "2001-02-03T04:05:06+01:00"}]
+    assert second["item"][0]["answer"] == [{"valueString": "Step-uncle"}]
+    assert second["item"][1]["answer"] == [{"valueString": "cancer"}, {"valueString": "diabetes"}]
+    assert wake["answer"] == [{"valueTime": "06:30:00"}]
+    assert children["answer"] == [{"valueInteger": 3}]
+    assert answers_from_fhir(resource, q).answers == answers
+
+
+def test_a_condition_on_a_datetime_compares_instants() -> None:
+    q = Questionnaire.from_dict(
+        {
+            "id": "t",
+            "version": "1",
+            "title": "T",
+            "items": [
+                {"id": "at", "text": "At?", "type": "dateTime", "required": False, "section": ""},
+                {
+                    "id": "late",
+                    "text": "Late?",
+                    "type": "boolean",
+                    "required": False,
+                    "section": "",
+                    "enableWhen": [
+                        {"question": "at", "operator": ">", "answer": "2024-01-01T09:00:00Z"}
+                    ],
+                },
+            ],
+        }
+    )
+    # As strings these two would compare the other way round.
+    assert q.plan.disabled({"at": "2024-01-01T09:30:00+01:00"}) == {"late"}  # 08:30Z
+    assert q.plan.disabled({"at": "2024-01-01T08:30:00-01:00"}) == set()  # 09:30Z
+    assert q.plan.disabled({"at": "2024-01-01T10:00:00+01:00"}) == {"late"}  # 09:00Z, not later
+
+
+# --- what is not supported: a 422 naming each linkId and construct ----------------------------
+
+
+def faults(resource: Any) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationFailed) as raised:
+        questionnaire_from_fhir(resource)
+    assert raised.value.code == "validation-failed"
+    return [(error.field, error.message) for error in raised.value.errors]
+
+
+def minimal(*items: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Questionnaire",
+        "id": "m",
+        "title": "M",
+        "status": "active",
+    }
+    resource["item"] = list(items) or [{"linkId": "a", "text": "A", "type": "boolean"}]
+    return resource | extra
+
+
+def test_a_questionnaire_without_an_id_is_refused() -> None:
+    resource = minimal()
+    del resource["id"]
+    assert faults(resource) == [("id", "is required: it becomes the questionnaire's id")]
+
+
+def test_not_an_object_is_malformed_and_another_resource_is_refused() -> None:
+    with pytest.raises(MalformedRequest):
+        questionnaire_from_fhir([])
+    assert faults({"resourceType": "QuestionnaireResponse"}) == [
+        ("resourceType", "must be Questionnaire")
+    ]
+
+
+def test_every_unsupported_construct_is_listed_with_its_link_id() -> None:
+    negation = {"url": "http://example.org/negation", "valueBoolean": True}
+    resource = minimal(
+        {"linkId": "code", "text": "Coded", "type": "boolean", "code": [{"code": "x"}]},
+        {"linkId": "mod", "text": "Mod", "type": "boolean", "modifierExtension": [negation]},
+        {
+            "linkId": "vs",
+            "text": "VS",
+            "type": "choice",
+            "answerValueSet": "http://loinc.org/vs/LL358-3",
+        },
+        {
+            "linkId": "two",
+            "text": "Two",
+            "type": "boolean",
+            "enableWhen": [
+                {"question": "code", "operator": "=", "answerBoolean": True},
+                {"question": "mod", "operator": "=", "answerBoolean": True},
+            ],
+        },
+        {"linkId": "file", "text": "File", "type": "attachment"},
+        {"linkId": "many", "text": "Many", "type": "string", "repeats": True},
+        {"linkId": "len", "text": "Len", "type": "integer", "maxLength": 3},
+        {
+            "linkId": "opts",
+            "text": "Opts",
+            "type": "string",
+            "answerOption": [{"valueString": "x"}],
+        },
+        {
+            "linkId": "ex",
+            "text": "Ex",
+            "type": "boolean",
+            "enableWhen": [{"question": "code", "operator": "exists", "answerString": "yes"}],
+        },
+        {
+            "linkId": "fit",
+            "text": "Fit",
+            "type": "boolean",
+            "enableWhen": [{"question": "code", "operator": "=", "answerInteger": 1}],
+        },
+        {
+            "linkId": "nowhere",
+            "text": "Nowhere",
+            "type": "boolean",
+            "enableWhen": [{"question": "missing", "operator": "exists", "answerBoolean": True}],
+        },
+        {"linkId": "show", "text": "Show", "type": "display", "readOnly": True},
+        {
+            "linkId": "date",
+            "text": "Date",
+            "type": "choice",
+            "answerOption": [{"valueDate": "2020-01-01"}],
+        },
+        modifierExtension=[negation],
+        publisher="Someone",
+    )
+    found = faults(resource)
+    expected = [
+        ("modifierExtension[0]", "modifierExtension http://example.org/negation is not understood"),
+        ("publisher", "is not supported by this service (docs/fhir.md)"),
+        ("item[0].code", "linkId 'code': code is not supported (docs/fhir.md)"),
+        (
+            "item[1].modifierExtension[0]",
+            "linkId 'mod': modifierExtension http://example.org/negation is not understood",
+        ),
+        (
+            "item[2].answerValueSet",
+            "linkId 'vs': must name a ValueSet contained in this Questionnaire (#id)",
+        ),
+        ("item[4].type", "linkId 'file': type 'attachment' is not supported"),
+        (
+            "item[5].repeats",
+            "linkId 'many': repeats is supported on groups and choices, not on a string item",
+        ),
+        ("item[6].maxLength", "linkId 'len': is not supported on integer items"),
+        ("item[7]", "linkId 'opts': only choice items have answerOption or answerValueSet (que-5)"),
+        ("item[8].enableWhen[0]", "linkId 'ex': exists takes answerBoolean (que-7)"),
+        (
+            "item[9].enableWhen[0]",
+            "linkId 'fit': answerInteger does not fit 'code': use answerBoolean",
+        ),
+        (
+            "item[12].answerOption[0]",
+            "linkId 'date': an answerOption is one valueCoding, valueString or valueInteger only",
+        ),
+    ]
+    for fault in expected:
+        assert fault in found
+    # and the two the definition rules find in the items themselves: que-12, que-9
+    assert (
+        "item[3]",
+        "linkId 'two': enableBehavior is required with two or more conditions",
+    ) in found
+    assert (
+        "item[11]",
+        "linkId 'show': a display item is never answered, so it cannot be read-only",
+    ) in found
+    assert len(found) == len(expected) + 2
+
+
+def test_faults_across_items_are_named_with_the_item_they_are_in() -> None:
+    """Conditions are checked across the whole definition once every item reads well."""
+    resource = minimal(
+        {
+            "linkId": "g",
+            "text": "G",
+            "type": "group",
+            "item": [
+                {
+                    "linkId": "nowhere",
+                    "text": "Nowhere",
+                    "type": "boolean",
+                    "enableWhen": [
+                        {"question": "missing", "operator": "exists", "answerBoolean": True}
+                    ],
+                },
+                {
+                    "linkId": "onGroup",
+                    "text": "On group",
+                    "type": "boolean",
+                    "enableWhen": [{"question": "g", "operator": "exists", "answerBoolean": True}],
+                },
+            ],
+        },
+    )
+    assert faults(resource) == [
+        (
+            "item[0].item[0].enableWhen[0].question",
+            "linkId 'nowhere': names no item of this questionnaire",
+        ),
+        (
+            "item[0].item[1].enableWhen[0].question",
+            "linkId 'onGroup': names a group item, which has no answer",
+        ),
+    ]
+
+
+def test_answer_value_sets_must_be_contained_and_contained_value_sets_used() -> None:
+    value_set = {
+        "resourceType": "ValueSet",
+        "id": "used",
+        "expansion": {"contains": [{"code": "a"}]},
+    }
+    resource = minimal(
+        {"linkId": "x", "text": "X", "type": "choice", "answerValueSet": "#absent"},
+        {
+            "linkId": "y",
+            "text": "Y",
+            "type": "choice",
+            "answerValueSet": "#used",
+            "answerOption": [{"valueString": "b"}],
+        },
+        contained=[
+            value_set,
+            {"resourceType": "Patient", "id": "p"},
+            {"resourceType": "ValueSet", "id": "spare", "compose": {"include": []}},
+        ],
+    )
+    found = faults(resource)
+    assert (
+        "item[0].answerValueSet",
+        "linkId 'x': names no ValueSet contained in this Questionnaire",
+    ) in found
+    assert (
+        "item[1]",
+        "linkId 'y': answerOption and answerValueSet cannot both be given (que-4)",
+    ) in found
+    assert ("contained[1]", "only ValueSets (for answerValueSet) are supported") in found
+    assert ("contained", "ValueSet 'spare' is contained but no item uses it") in found
+
+
+def test_duplicate_link_ids_are_refused() -> None:
+    resource = minimal(
+        {"linkId": "a", "text": "A", "type": "boolean"},
+        {
+            "linkId": "g",
+            "text": "G",
+            "type": "group",
+            "item": [{"linkId": "a", "text": "A2", "type": "string"}],
+        },
+    )
+    assert faults(resource) == [("item[1].item[0].id", "linkId 'a': item 'a' is defined twice")]
+
+
+def test_a_group_without_items_is_refused() -> None:
+    resource = minimal({"linkId": "empty", "text": "Empty", "type": "group"})
+    assert faults(resource) == [("item[0]", "linkId 'empty': a group needs items")]
+
+
+def test_a_retired_questionnaire_is_not_published_as_active() -> None:
+    assert faults(minimal(status="retired")) == [
+        ("status", "publish it, then retire it with the retire route")
+    ]

@@ -128,6 +128,7 @@ class _Draft:
     fields: dict[str, Any]
     conditions: list[Any]
     children: list[_Draft] = field(default_factory=list)
+    broken: bool = False  # a fault is reported already: building it would only repeat it
 
 
 def questionnaire_from_fhir(resource: Any) -> Questionnaire:
@@ -315,17 +316,19 @@ class _Importer:
             if kind in ("string", "text") or fhir_type == "open-choice":
                 fields["max_length"] = raw["maxLength"]
             else:
-                self.fail(f"{path}.maxLength", f"is not supported on a {fhir_type} item", link_id)
+                self.fail(f"{path}.maxLength", f"is not supported on {fhir_type} items", link_id)
         if "enableBehavior" in raw:
             fields["enable_behavior"] = raw["enableBehavior"]
         own_section = self._extensions(raw, path, link_id, fields, section)
         fields["section"] = own_section
+        before = len(self.errors)
         self._options(raw, path, link_id, fhir_type, fields)
+        broken = len(self.errors) > before
         conditions = raw.get("enableWhen", [])
         if not isinstance(conditions, list):
             self.fail(f"{path}.enableWhen", "must be a list", link_id)
             conditions = []
-        draft = _Draft(path, link_id, fields, conditions)
+        draft = _Draft(path, link_id, fields, conditions, broken=broken)
         children = raw.get("item", [])
         if not isinstance(children, list):
             self.fail(f"{path}.item", "must be a list", link_id)
@@ -554,7 +557,7 @@ class _Importer:
         for draft in drafts:
             children = self._build(draft.children, by_link)
             conditions = self._conditions(draft, by_link)
-            if len(children) != len(draft.children) or conditions is None:
+            if len(children) != len(draft.children) or conditions is None or draft.broken:
                 continue  # the faults are recorded; the parent cannot be built either
             try:
                 items.append(Item(**draft.fields, items=tuple(children), enable_when=conditions))
