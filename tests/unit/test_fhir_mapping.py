@@ -585,7 +585,9 @@ def test_values_are_not_checked_against_bounds_or_options_here() -> None:
 
 def test_several_answers_only_for_multiple_choice() -> None:
     resource = response(item("flag", {"valueBoolean": True}, {"valueBoolean": False}))
-    assert failures(resource) == [("item[0].answer", "this question takes a single answer")]
+    assert failures(resource) == [
+        ("item[0].answer", "linkId 'flag': this question takes a single answer")
+    ]
     resource = response(
         item("pets", {"valueCoding": {"code": "cat"}}, {"valueCoding": {"code": "dog"}})
     )
@@ -595,11 +597,11 @@ def test_several_answers_only_for_multiple_choice() -> None:
 def test_items_nested_under_a_question_or_an_answer_are_not_supported() -> None:
     group = {"linkId": "flag", "item": [item("height", {"valueInteger": 180})]}
     assert failures(response(group)) == [
-        ("item[0].item", "items nested under a question are not supported")
+        ("item[0].item", "linkId 'flag': items nested under a question are not supported")
     ]
     nested = item("flag", {"valueBoolean": True, "item": [item("height")]})
     assert failures(response(nested)) == [
-        ("item[0].answer[0]", "items nested under an answer are not supported")
+        ("item[0].answer[0]", "linkId 'flag': items nested under an answer are not supported")
     ]
 
 

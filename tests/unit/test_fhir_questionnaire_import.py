@@ -1026,3 +1026,129 @@ def test_a_retired_questionnaire_is_not_published_as_active() -> None:
     assert faults(minimal(status="retired")) == [
         ("status", "publish it, then retire it with the retire route")
     ]
+
+
+# --- QuestionnaireResponse items read against the nesting ------------------------------------
+
+NESTED = Questionnaire.from_dict(
+    {
+        "id": "nested",
+        "version": "1",
+        "title": "Nested",
+        "items": [
+            {
+                "id": "about",
+                "text": "About you",
+                "type": "group",
+                "section": "s",
+                "items": [
+                    {"id": "age", "text": "Age", "type": "integer", "required": False},
+                    {"id": "note", "text": "Read this", "type": "display"},
+                ],
+            },
+            {
+                "id": "meds",
+                "text": "Medications",
+                "type": "group",
+                "section": "s",
+                "repeats": True,
+                "items": [
+                    {"id": "name", "text": "Name", "type": "string", "required": True},
+                    {"id": "daily", "text": "Daily?", "type": "boolean", "required": False},
+                ],
+            },
+        ],
+    }
+)
+
+
+def read(*items: dict[str, Any]) -> dict[str, Any]:
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "in-progress",
+        "item": list(items),
+    }
+    return answers_from_fhir(resource, NESTED).answers
+
+
+def response_faults(*items: dict[str, Any]) -> list[tuple[str, str]]:
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "in-progress",
+        "item": list(items),
+    }
+    with pytest.raises(ValidationFailed) as raised:
+        answers_from_fhir(resource, NESTED)
+    return [(error.field, error.message) for error in raised.value.errors]
+
+
+def test_a_groups_children_are_answered_by_their_own_ids() -> None:
+    about = {
+        "linkId": "about",
+        "item": [{"linkId": "age", "answer": [{"valueInteger": 40}]}, {"linkId": "note"}],
+    }
+    assert read(about) == {"age": 40}
+
+
+def test_each_repetition_of_a_repeating_group_is_a_row() -> None:
+    first = {
+        "linkId": "meds",
+        "item": [
+            {"linkId": "name", "answer": [{"valueString": "aspirin"}]},
+            {"linkId": "daily", "answer": [{"valueBoolean": True}]},
+        ],
+    }
+    second = {"linkId": "meds", "item": [{"linkId": "name", "answer": [{"valueString": "statin"}]}]}
+    empty = {"linkId": "meds", "item": [{"linkId": "daily"}]}
+    assert read(first, empty, second) == {
+        "meds": [{"name": "aspirin", "daily": True}, {"name": "statin"}]
+    }
+
+
+def test_items_must_nest_as_the_questionnaire_does() -> None:
+    assert response_faults(
+        {"linkId": "age", "answer": [{"valueInteger": 40}]},
+        {"linkId": "meds", "item": [{"linkId": "age", "answer": [{"valueInteger": 1}]}]},
+        {"linkId": "about", "answer": [{"valueBoolean": True}], "item": []},
+        {"linkId": "about", "item": [{"linkId": "note", "item": [{"linkId": "age"}]}]},
+    ) == [
+        (
+            "item[0].linkId",
+            "linkId 'age': is not an item at this level: nest items as the questionnaire does",
+        ),
+        (
+            "item[1].item[0].linkId",
+            "linkId 'age': is not an item at this level: nest items as the questionnaire does",
+        ),
+        ("item[2].answer", "linkId 'about': a group item has no answer"),
+        ("item[3].linkId", "linkId 'about': this question is already answered above"),
+    ]
+
+
+def test_unsupported_constructs_in_a_response_are_listed_with_their_link_id() -> None:
+    negation = [{"url": "http://example.org/negation", "valueBoolean": True}]
+    assert response_faults(
+        {
+            "linkId": "about",
+            "modifierExtension": negation,
+            "item": [
+                {"linkId": "note", "item": [{"linkId": "x"}]},
+                {"linkId": "age", "answer": [{"valueInteger": 1, "item": [{"linkId": "name"}]}]},
+            ],
+        },
+        {
+            "linkId": "meds",
+            "item": [{"linkId": "name", "answer": [{"valueQuantity": {"value": 1}}]}],
+        },
+    ) == [
+        ("item[0].modifierExtension", "linkId 'about': modifier extensions are not supported"),
+        ("item[0].item[0].item", "linkId 'note': a display item has no items"),
+        (
+            "item[0].item[1].answer[0]",
+            "linkId 'age': items nested under an answer are not supported",
+        ),
+        (
+            "item[1].item[0].answer[0]",
+            "linkId 'name': must have exactly one value, valueString, for this question",
+        ),
+    ]

@@ -488,12 +488,20 @@ def answers_from_fhir(
 
 
 class _ResponseReader:
-    """Reads nested response items against the definition, collecting every error."""
+    """Reads nested response items against the definition, collecting every error.
+
+    An error about an item the questionnaire has names its linkId (definition data, never an
+    answer); an unknown linkId is not repeated, as it could be anything.
+    """
 
     def __init__(self, q: Questionnaire, base_url: str, errors: list[FieldError]) -> None:
         self.q = q
         self.base_url = base_url
         self.errors = errors
+
+    def fail(self, path: str, message: str, item: Item | None = None) -> None:
+        prefix = f"linkId {item.id!r}: " if item is not None else ""
+        self.errors.append(FieldError(path, prefix + message))
 
     def read_level(
         self, raw_items: list[Any], prefix: str, level: tuple[Item, ...], answers: dict[str, Any]
@@ -504,43 +512,38 @@ class _ResponseReader:
         for position, raw in enumerate(raw_items):
             path = f"{prefix}[{position}]"
             if not isinstance(raw, Mapping):
-                self.errors.append(FieldError(path, "must be an object"))
+                self.fail(path, "must be an object")
                 continue
-            if "modifierExtension" in raw:
-                self.errors.append(
-                    FieldError(f"{path}.modifierExtension", "modifier extensions are not supported")
-                )
             link_id = raw.get("linkId")
+            known = self.q.any_item(link_id) if isinstance(link_id, str) else None
             item = here.get(link_id) if isinstance(link_id, str) else None
+            if "modifierExtension" in raw:
+                self.fail(
+                    f"{path}.modifierExtension", "modifier extensions are not supported", known
+                )
             if not isinstance(link_id, str):
-                self.errors.append(FieldError(f"{path}.linkId", "is required"))
+                self.fail(f"{path}.linkId", "is required")
+            elif known is None:
+                self.fail(f"{path}.linkId", "unknown question id")
             elif item is None:
-                message = (
-                    "unknown question id"
-                    if self.q.any_item(link_id) is None
-                    else "is not an item at this level: nest items as the questionnaire does"
-                )
-                self.errors.append(FieldError(f"{path}.linkId", message))
+                message = "is not an item at this level: nest items as the questionnaire does"
+                self.fail(f"{path}.linkId", message, known)
             elif link_id in seen and not item.repeats:
-                self.errors.append(
-                    FieldError(f"{path}.linkId", "this question is already answered above")
-                )
+                self.fail(f"{path}.linkId", "this question is already answered above", item)
             else:
                 seen.add(link_id)
                 self._read(item, raw, path, answers)
-            if item is None and "item" in raw:
-                self.errors.append(FieldError(f"{path}.item", "nested items need a known group"))
 
     def _read(self, item: Item, raw: Mapping[str, Any], path: str, answers: dict[str, Any]) -> None:
         if item.type in ("group", "display"):
             if raw.get("answer"):
-                self.errors.append(FieldError(f"{path}.answer", f"a {item.type} has no answer"))
+                self.fail(f"{path}.answer", f"a {item.type} item has no answer", item)
             children = raw.get("item", [])
             if not isinstance(children, list):
-                self.errors.append(FieldError(f"{path}.item", "must be a list"))
+                self.fail(f"{path}.item", "must be a list", item)
             elif item.type == "display":
                 if children:
-                    self.errors.append(FieldError(f"{path}.item", "a display item has no items"))
+                    self.fail(f"{path}.item", "a display item has no items", item)
             elif item.repeats:
                 row: dict[str, Any] = {}
                 self.read_level(children, f"{path}.item", item.items, row)
@@ -551,9 +554,7 @@ class _ResponseReader:
                 self.read_level(children, f"{path}.item", item.items, answers)
             return
         if "item" in raw:
-            self.errors.append(
-                FieldError(f"{path}.item", "items nested under a question are not supported")
-            )
+            self.fail(f"{path}.item", "items nested under a question are not supported", item)
         self._read_question(item, raw, path, answers)
 
     def _read_question(
@@ -562,18 +563,18 @@ class _ResponseReader:
         errors_before = len(self.errors)
         raw_answers = raw.get("answer", [])
         if not isinstance(raw_answers, list):
-            self.errors.append(FieldError(f"{path}.answer", "must be a list"))
+            self.fail(f"{path}.answer", "must be a list", item)
             return
         if not raw_answers:
             return  # the question is left unanswered
         if item.type != "multiple-choice" and len(raw_answers) > 1:
-            self.errors.append(FieldError(f"{path}.answer", "this question takes a single answer"))
+            self.fail(f"{path}.answer", "this question takes a single answer", item)
             return
         values = []
         for position, raw_answer in enumerate(raw_answers):
             value, message = _read_answer(self.q, item, raw_answer, self.base_url)
             if message is not None:
-                self.errors.append(FieldError(f"{path}.answer[{position}]", message))
+                self.fail(f"{path}.answer[{position}]", message, item)
             values.append(value)
         if len(self.errors) == errors_before:
             answers[item.id] = values if item.type == "multiple-choice" else values[0]
