@@ -329,7 +329,8 @@ async def test_a_questionnaire_response_is_checked_against_the_kits_questionnair
     assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
         (
             "item[0].linkId",
-            "linkId '/about/age': is not an item at this level: nest items as the questionnaire does",
+            "linkId '/about/age': is not an item at this level: "
+            "nest items as the questionnaire does",
         ),
         ("item[2].answer", "linkId '/family': a group item has no answer"),
     ]

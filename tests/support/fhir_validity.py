@@ -149,7 +149,8 @@ def _assert_valid_item(item: dict[str, Any], by_link: dict[str, dict[str, Any]])
     assert "maxLength" not in item or kind in MAX_LENGTH_TYPES, where  # que-10
     assert "answerOption" not in item or kind in {"choice", "open-choice"}, where  # que-5
     for option in item.get("answerOption", []):
-        assert len(option) == 1 and option.keys() <= OPTION_KEYS, where
+        assert len(option) == 1, where
+        assert option.keys() <= OPTION_KEYS, where
         if "valueCoding" in option:
             assert {"system", "code", "display"} >= option["valueCoding"].keys() >= {"code"}
     for extension in item.get("extension", []):
@@ -165,7 +166,8 @@ def _assert_valid_item(item: dict[str, Any], by_link: dict[str, dict[str, Any]])
         elif extension["url"] == SECTION:
             assert value_keys == ["valueString"]
         elif extension["url"] == TODAY_BOUND:
-            assert kind == "date" and extension["valueCode"] in ("minValue", "maxValue")
+            assert kind == "date"
+            assert extension["valueCode"] in ("minValue", "maxValue")
     conditions = item.get("enableWhen", [])
     if len(conditions) > 1:
         assert item["enableBehavior"] in ("all", "any"), where  # que-12

@@ -603,14 +603,18 @@ def test_an_imported_questionnaire_keeps_id_version_url_and_extensions() -> None
         {"url": "http://example.org/lformsVersion", "valueString": "29.0.0"},
     )
     relation = q.any_item("/54114-4/54136-7")
-    assert relation is not None and relation.open_choice and relation.type == "single-choice"
+    assert relation is not None
+    assert (relation.type, relation.open_choice) == ("single-choice", True)
     interest = q.any_item("/55757-9/44250-9")
-    assert interest is not None and interest.fhir_extensions == (ITEM_CONTROL,)
+    assert interest is not None
+    assert interest.fhir_extensions == (ITEM_CONTROL,)
     assert q.repeating_ids == {"/54114-4"}
     family = q.item("/54114-4")
-    assert family is not None and family.max_items == 10
+    assert family is not None
+    assert family.max_items == 10
     conditions = q.any_item("/54114-4/conditions")
-    assert conditions is not None and conditions.type == "multiple-choice"
+    assert conditions is not None
+    assert conditions.type == "multiple-choice"
     assert [o.kind for o in conditions.options] == ["string", "string"]
 
 
