@@ -2,8 +2,10 @@
 
 Pure functions, no I/O. What is emitted is plain JSON-ready ``dict``s:
 
-* ``questionnaire_to_fhir``: a ``Questionnaire`` resource: one flat ``item`` per question;
-* ``response_to_fhir``: a kit's health information as a ``QuestionnaireResponse``;
+* ``questionnaire_to_fhir``: a ``Questionnaire`` resource, groups nesting their items; its
+  inverse, ``questionnaire_from_fhir``, is in ``questionnaire_import``;
+* ``response_to_fhir``: a kit's health information as a ``QuestionnaireResponse`` (a group's
+  answers nested under it, one group item per row of a repeating group);
 * ``answers_from_fhir``: the inverse of ``response_to_fhir``, for writes sent as FHIR.
 
 ``answers_from_fhir`` checks only the FHIR structure (which question, which ``value[x]``, JSON
