@@ -1156,3 +1156,76 @@ def test_unsupported_constructs_in_a_response_are_listed_with_their_link_id() ->
             "linkId 'name': must have exactly one value, valueString, for this question",
         ),
     ]
+
+
+# --- any input: a 422 or a definition, never a crash -------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    result = [prefix]
+    if isinstance(value, dict):
+        for key, entry in value.items():
+            result += _paths(entry, (*prefix, key))
+    elif isinstance(value, list):
+        for index, entry in enumerate(value):
+            result += _paths(entry, (*prefix, index))
+    return result
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copied = copy.copy(value)
+    copied[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copied
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_damaged_questionnaire_is_a_422_or_a_definition_never_an_error(
+    data: st.DataObject,
+) -> None:
+    source = lhc_like()
+    path = data.draw(st.sampled_from(_paths(source)[1:]))
+    damaged = _replaced(source, path, data.draw(JSON_VALUES))
+    try:
+        q = questionnaire_from_fhir(damaged)
+    except ValidationFailed as exc:
+        faults = exc.errors
+    else:
+        # Accepted (say, another value inside a kept extension): stored and given back as it was.
+        assert questionnaire_from_fhir(questionnaire_to_fhir(q)) == q
+        return
+    assert faults
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_damaged_questionnaire_response_is_a_422_or_answers_never_an_error(
+    data: st.DataObject,
+) -> None:
+    q = questionnaire_from_fhir(lhc_like())
+    answers = {
+        "/55757-9/44250-9": "LA6569-3",
+        "/54114-4": [{"/54114-4/54136-7": "Aunt"}],
+        "/children": 3,
+    }
+    source = response_to_fhir(state_of(answers, q), q)
+    path = data.draw(st.sampled_from(_paths(source)[1:]))
+    damaged = _replaced(source, path, data.draw(JSON_VALUES))
+    try:
+        read = answers_from_fhir(damaged, q)
+    except ValidationFailed as exc:
+        faults = exc.errors
+    else:
+        assert isinstance(read.answers, dict)
+        return
+    assert faults

@@ -113,6 +113,7 @@ _CONDITION_KEY: Final[Mapping[str, str]] = {
     "string": "answerString",
     "text": "answerString",
 }
+_TODAY_BOUNDS: Final[Mapping[str, str]] = {"minValue": "minimum", "maxValue": "maximum"}
 _OPERATORS: Final = frozenset({"exists", "=", "!=", ">", "<", ">=", "<="})
 _STATUSES: Final = frozenset({"draft", "active", "unknown"})
 _CODING_KEYS: Final = frozenset({"system", "code", "display"})
@@ -238,7 +239,7 @@ class _Importer:
         status = resource.get("status")
         if status == "retired":
             self.fail("status", "publish it, then retire it with the retire route")
-        elif status not in _STATUSES:
+        elif not isinstance(status, str) or status not in _STATUSES:
             self.fail("status", "must be draft, active or unknown")
         for key in ("name",):
             if key in resource and not isinstance(resource[key], str):
@@ -274,8 +275,9 @@ class _Importer:
             return []
         kept = []
         for index, entry in enumerate(raw):
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str):
-                self.fail(f"{path}[{index}]", "an extension needs a url", link_id)
+            fault = _extension_fault(entry)
+            if fault is not None:
+                self.fail(f"{path}[{index}]", fault, link_id)
             elif entry["url"] in (MIN_VALUE, MAX_VALUE, MAX_OCCURS, SECTION, TODAY_BOUND):
                 self.fail(f"{path}[{index}]", "only an item may have this extension", link_id)
             else:
@@ -387,12 +389,12 @@ class _Importer:
         for index, entry in enumerate(extensions):
             at = f"{path}.extension[{index}]"
             url = entry.get("url") if isinstance(entry, Mapping) else None
-            if not isinstance(entry, Mapping) or not isinstance(url, str):
-                self.fail(at, "an extension needs a url", link_id)
+            fault = _extension_fault(entry)
+            if fault is not None or not isinstance(entry, Mapping) or not isinstance(url, str):
+                self.fail(at, fault or "an extension needs a url", link_id)
             elif url == TODAY_BOUND:
-                name = {"minValue": "minimum", "maxValue": "maximum"}.get(
-                    _only_value(entry, "valueCode")
-                )
+                code = _only_value(entry, "valueCode")
+                name = _TODAY_BOUNDS.get(code) if isinstance(code, str) else None
                 if name is None or raw.get("type") != "date":
                     self.fail(
                         at, "today-bound is valueCode minValue or maxValue on a date", link_id
@@ -594,7 +596,12 @@ class _Importer:
             self.fail(at, f"enableWhen has unsupported elements: {names}", link_id)
             return None
         question, operator = raw.get("question"), raw.get("operator")
-        if not isinstance(question, str) or operator not in _OPERATORS or len(answers) != 1:
+        if (
+            not isinstance(question, str)
+            or not isinstance(operator, str)
+            or operator not in _OPERATORS
+            or len(answers) != 1
+        ):
             message = "enableWhen needs a question, an operator and exactly one answer[x]"
             self.fail(at, message, link_id)
             return None
@@ -665,6 +672,34 @@ def _index(drafts: list[_Draft]) -> dict[str, _Draft]:
 
     visit(drafts)
     return result
+
+
+def _extension_fault(entry: object) -> str | None:
+    """Why ``entry`` is no FHIR extension (ext-1: a url and a value or nested extensions;
+    ele-1: nothing empty or null), or ``None``. Its content is not interpreted further."""
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("url"), str) or not entry["url"]:
+        return "an extension needs a url"
+    values = [key for key in entry if isinstance(key, str) and key.startswith("value")]
+    nested = entry.get("extension")
+    if len(values) + (nested is not None) != 1 or (
+        nested is not None and not isinstance(nested, list)
+    ):
+        return "an extension has either one value[x] or nested extensions (ext-1)"
+    if not _non_empty(entry):
+        return "an extension holds no empty or null elements (ele-1)"
+    if isinstance(nested, list) and any(_extension_fault(inner) for inner in nested):
+        return "a nested extension needs a url and one value[x] or extensions"
+    return None
+
+
+def _non_empty(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return bool(value) and all(_non_empty(entry) for entry in value.values())
+    if isinstance(value, list):
+        return bool(value) and all(_non_empty(entry) for entry in value)
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None
 
 
 def _only_value(entry: Mapping[str, Any], key: str) -> Any:
