@@ -157,9 +157,12 @@ class Process:
         raise RuntimeError(f"no VmRSS for {self.name}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the process and its live descendants.
+
+        ``serve --workers N`` forks N worker processes that do the work: the supervisor alone
+        would account almost nothing. With one worker the tree is the process itself.
+        """
+        return sum(_cpu_seconds(pid) for pid in _tree(self.pid))
 
     def tail(self, chars: int = 3000) -> str:
         try:
@@ -209,3 +212,24 @@ def run_json(
         f"{argv[0]} gave no result (exit {proc.returncode}):\n{text[-2000:]}\n"
         f"{err.decode(errors='replace')[-2000:]}"
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its live descendants, from /proc/<pid>/task/<tid>/children."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(child) for child in (task / "children").read_text().split())
+    return found

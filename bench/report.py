@@ -47,6 +47,10 @@ ORDER = [
     "instances_two_read",
     "instances_one_patch",
     "instances_two_patch",
+    "workers_one_read",
+    "workers_two_read",
+    "workers_one_patch",
+    "workers_two_patch",
     "ceiling_asgi",
     "ceiling_fastapi",
     "ceiling_redis_benchmark",
@@ -100,13 +104,14 @@ def add_derived(results: dict[str, Any]) -> None:
                 ratios.setdefault(f"{down}_p95/{healthy}_p95", {})[clients] = _ratio(
                     m["p95_ms"], base["p95_ms"]
                 )
-    for kind in ("read", "patch"):
-        one = next(iter(scenarios.get(f"instances_one_{kind}", {}).items()), None)
-        two = next(iter(scenarios.get(f"instances_two_{kind}", {}).items()), None)
-        if one and two:
-            ratios.setdefault(f"two_instances/one_{kind}", {})[one[0]] = _ratio(
-                two[1]["rps"], one[1]["rps"]
-            )
+    for group, label in (("instances", "two_instances"), ("workers", "two_workers")):
+        for kind in ("read", "patch"):
+            one = next(iter(scenarios.get(f"{group}_one_{kind}", {}).items()), None)
+            two = next(iter(scenarios.get(f"{group}_two_{kind}", {}).items()), None)
+            if one and two:
+                ratios.setdefault(f"{label}/one_{kind}", {})[one[0]] = _ratio(
+                    two[1]["rps"], one[1]["rps"]
+                )
     results["ratios"] = ratios
     results["targets"] = targets(results)
 
@@ -216,6 +221,54 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         at_most=True,
         unit="×",
     )
+    out.extend(issue_16_targets(results))
+    return out
+
+
+def _cpu(results: dict[str, Any], scenario: str, clients: int) -> float | None:
+    m = _get(results, scenario, clients)
+    return m.get("server_cpu_ms_per_request") if m else None
+
+
+def issue_16_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of issue #16 (single worker unless said), beside #8's above."""
+    ratios = results.get("ratios", {})
+    read1, patch1 = _get(results, "read_cache_hit", 1), _get(results, "patch", 1)
+    two_workers = next(iter(ratios.get("two_workers/one_read", {}).values()), None)
+    rows: list[tuple[str, float | None, float, bool, str]] = [
+        (
+            "server CPU per cached, audited GET, 1 client",
+            _cpu(results, "read_cache_hit", 1),
+            0.5,
+            True,
+            " ms",
+        ),
+        (
+            "reads at 16 clients ÷ the minimal FastAPI endpoint",
+            ratios.get("read_cache_hit/ceiling_fastapi", {}).get("16"),
+            0.20,
+            False,
+            "",
+        ),
+        ("read p95 at 1 client", read1 and read1["p95_ms"], 1.5, True, " ms"),
+        ("server CPU per PATCH, 1 client", _cpu(results, "patch", 1), 2.0, True, " ms"),
+        ("PATCH p95 at 1 client, durable commit", patch1 and patch1["p95_ms"], 5, True, " ms"),
+        (
+            "PATCH at 16 clients ÷ the direct SQL ceiling (sql_min)",
+            ratios.get("patch/ceiling_sql_min", {}).get("16"),
+            0.25,
+            False,
+            "",
+        ),
+        ("reads with --workers 2 ÷ 1 worker, most clients", two_workers, 1.5, False, "×"),
+    ]
+    out = []
+    for name, measured, limit, at_most, unit in rows:
+        met = None if measured is None else (measured <= limit if at_most else measured >= limit)
+        relation = "≤" if at_most else "≥"
+        out.append(
+            {"target": f"#16: {name} {relation} {limit:g}{unit}", "measured": measured, "met": met}
+        )
     return out
 
 
@@ -284,6 +337,8 @@ def table(results: dict[str, Any], *, markdown: bool = False) -> str:
         "redis_down_patch_p95/patch_p95",
         "two_instances/one_read",
         "two_instances/one_patch",
+        "two_workers/one_read",
+        "two_workers/one_patch",
     ):
         if key in ratios:
             values = ", ".join(f"c={c}: {v}" for c, v in ratios[key].items())

@@ -462,6 +462,9 @@ class Bench:
         if o.wants("two_instances") and o.two_instances:
             with self.guard("two_instances"):
                 self.two_instances()
+        if o.wants("workers") and (not o.quick or o.only is not None):
+            with self.guard("workers"):
+                self.workers()
 
     @contextlib.contextmanager
     def guard(self, scenario: str) -> Iterator[None]:
@@ -746,6 +749,35 @@ class Bench:
                 self.sse_two_instances(api, url_a, url_b)
         finally:
             self.stop(worker)
+
+    def workers(self) -> None:
+        """``serve --workers N`` (issue #16.5): reads and PATCH writes at the highest level of
+        clients against one server with one worker process, then with two.
+
+        Unpinned, like ``two_instances``: the question is what a second worker gains from the
+        machine's second core. wrk, PostgreSQL and Redis share the same two cores, so the gain
+        is a lower bound. The server's CPU per request sums the supervisor and its workers.
+        """
+        c = max(self.opts.levels)
+        reads = [self.owner_token, "R", str(self.opts.read_kits)]
+        kits = [f"R{i}" for i in range(1, self.opts.read_kits + 1)]
+        # Two processes' pools must fit in a shared PostgreSQL's max_connections.
+        deployment = {"db_pool_size": "10", "db_max_overflow": "0"}
+        for name, count in (("one", "1"), ("two", "2")):
+            with self.server(f"workers-{count}", pinned=False, workers=count, **deployment) as (
+                _,
+                url,
+                api,
+            ):
+                api.read_all(kits)
+                # Each worker fills its own in-process cache before the measurement.
+                self.wrk("read", url, 16, reads, seconds=max(self.opts.warmup, 1), cpu=[])
+                self.record(f"workers_{name}_read", c, self.wrk("read", url, c, reads, cpu=[]))
+                kit_prefix = f"W{count}-{c}-"
+                api.seed([f"{kit_prefix}{i}" for i in range(1, c + 1)])
+                args = [self.owner_token, kit_prefix, "own", "1"]
+                m = self.wrk("patch", url, c, args, one_thread_per_client=True, cpu=[])
+                self.record(f"workers_{name}_patch", c, m)
 
     def lab_stand_in(self) -> str:
         """The lab's API for the worker to deliver to: the bare ASGI app, 200 to anything."""

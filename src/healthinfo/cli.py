@@ -204,7 +204,6 @@ async def _preflight_serve(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
 
     from healthinfo.infra.logging import configure_logging
     from healthinfo.infra.serving import run_workers
@@ -227,18 +226,25 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             WORKER_PORT_ENV: str(args.port),
         }
     )
-    # The supervisor's config only binds the socket and counts workers; each worker builds its
-    # own (with the app) in its process: see infra/serving.WorkerProcess.
-    supervisor = uvicorn.Config(
+    run_workers(supervisor_config(settings, args.host, args.port, workers), worker_server)
+    return 0
+
+
+def supervisor_config(settings: Settings, host: str, port: int, workers: int) -> uvicorn.Config:
+    """The supervisor's config only binds the socket and counts workers; each worker builds its
+    own (with the app) in its process: see infra/serving.WorkerProcess."""
+    import uvicorn
+
+    return uvicorn.Config(
         "healthinfo.app:create_app",
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         workers=workers,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # uvicorn's 5 s default kills a worker still importing on a busy machine, again and again.
+        timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
     )
-    run_workers(supervisor, worker_server)
-    return 0
 
 
 GRACEFUL_SHUTDOWN_SECONDS = 10

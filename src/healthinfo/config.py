@@ -192,6 +192,13 @@ class Settings(BaseSettings):
         description="serve's worker processes (`--workers` wins); unset: the CPU count when "
         "PostgreSQL and Redis are configured, else 1.",
     )
+    worker_healthcheck_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="With several workers: how long a worker may take to start, or to answer "
+        "the supervisor's ping, before it is killed and replaced.",
+    )
     allow_insecure: Annotated[frozenset[str], NoDecode] = Field(
         default_factory=frozenset,
         description="Production exceptions, by name: " + ", ".join(sorted(INSECURE_EXCEPTIONS)),

@@ -90,6 +90,7 @@ Q_RETIRE = Route(
     "/questionnaires/{questionnaireId}/versions/{version}/retire",
     params={"questionnaireId": "no-such-questionnaire"},
 )
+HI_QUESTIONNAIRE = Route("GET", "/kits/{kitId}/health-information/questionnaire")
 HI_MOVE = Route("POST", "/kits/{kitId}/health-information/questionnaire", {"version": "1"})
 HI_ERASE = Route("DELETE", "/kits/{kitId}/health-information")
 AMEND = Route(
@@ -158,6 +159,8 @@ _TABLE: dict[Route, tuple[int, ...]] = {
     # Publishing and retiring are for admins only.
     Q_PUBLISH:       (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403),
     Q_RETIRE:        (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
+    # The kit's questionnaire version: the same rules as reading its health information.
+    HI_QUESTIONNAIRE: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
     # Moving a kit to another questionnaire version is a write (here: to the one it has).
     HI_MOVE:         (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
 }

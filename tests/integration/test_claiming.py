@@ -213,3 +213,46 @@ async def test_an_owner_id_with_control_characters_is_422(
 ) -> None:
     response = await client.put(url(kit_id, "/owner"), json={"userId": "a\x00b"}, headers=ADMIN)
     assert response.status_code == 422
+
+
+async def test_a_claim_code_and_the_kits_own_questionnaire_in_one_body_claim_it(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    await written_by_an_admin(client, kit_id)
+    code = await claim_code(client, kit_id)
+    response = await client.post(
+        url(kit_id, "/claim"),
+        json={"claimCode": code, "questionnaire": {"id": "health-information"}},
+        headers=auth(user),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["ownerId"] == user
+
+
+async def test_a_claim_code_with_another_questionnaire_than_the_saved_one_is_409(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    await written_by_an_admin(client, kit_id)
+    code = await claim_code(client, kit_id)
+    published = await client.post(
+        "/v1/questionnaires",
+        json={
+            "id": f"other-{kit_id[-8:]}".lower(),
+            "version": "1",
+            "title": "Other",
+            "items": [
+                {"id": "q", "text": "q", "type": "boolean", "required": False, "section": "s"}
+            ],
+        },
+        headers=ADMIN,
+    )
+    assert published.status_code == 201, published.text
+    response = await client.post(
+        url(kit_id, "/claim"),
+        json={"claimCode": code, "questionnaire": {"id": published.json()["id"]}},
+        headers=auth(user),
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "questionnaire-mismatch"
+    read = await client.get(url(kit_id, "/health-information"), headers=auth(user))
+    assert read.status_code == 404  # the refused claim used nothing up and claimed nothing

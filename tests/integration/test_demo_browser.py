@@ -1,117 +1,29 @@
 """The /demo page in headless Chromium: two people edit one kit together.
 
-Needs Debian's ``chromium`` at /usr/bin/chromium (scripts/test installs it when missing) and the
-``playwright`` package (dev extra). Without Chromium this test fails, saying so: it is never
-skipped. Runs once, on its own SQLite server: the page is what is under test here.
+The server, the browser and the helpers are in tests/support/demo.py (Chromium is required,
+never skipped); the questionnaire features of the page are in test_demo_questionnaires.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Request, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from healthinfo.auth.tokens import mint_token
-from tests.support.backends import sqlite_url
-from tests.support.live import LIVE_ENV, STARTUP_SECONDS
+from tests.support.demo import browser, claimed_kit, demo_server, open_demo, open_page
 from tests.support.server import ServerProcess
 from tests.support.tokens import TEST_SECRET, auth, token
 
+__all__ = ["browser", "demo_server"]  # fixtures, used by name
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
-LIVE_ROUTES = re.compile(r"/health-information/(events|ws)")
 HEIGHT = "\u201cWhat is your height in centimetres?\u201d"
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("demo")
-    process = ServerProcess(
-        database_url=sqlite_url(data_dir),
-        data_dir=data_dir,
-        extra_env={**LIVE_ENV, "HEALTHINFO_ROOM_LIMIT": "50"},
-    )
-    process.start(timeout=STARTUP_SECONDS)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def require_chromium() -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"Chromium is missing at {CHROMIUM}: install it (apt-get install -y chromium); "
-            "scripts/test does this before running the suite."
-        )
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def open_demo(browser: Browser, server: ServerProcess, kit_id: str, user: str) -> Page:
-    page = await open_page(browser, server, kit_id, token(user))
-    await expect(page.locator("#status")).to_have_text("live")
-    return page
-
-
-async def open_page(
-    browser: Browser, server: ServerProcess, kit_id: str, bearer: str, seen: list[str] | None = None
-) -> Page:
-    """The demo page for ``kit_id`` with ``bearer``; ``seen`` collects its live-route requests."""
-    context = await browser.new_context()
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    if seen is not None:
-
-        def note(request: Request) -> None:
-            if LIVE_ROUTES.search(request.url):
-                seen.append(request.url)
-
-        page.on("request", note)
-    await page.goto(f"{server.base_url}/demo#kit={kit_id}&token={bearer}")
-    assert errors == []
-    return page
-
-
-async def claimed_kit(server: ServerProcess, owner: str, *editors: str) -> str:
-    kit_id = f"KIT-{uuid.uuid4().hex[:10]}"
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-        assert (await http.post(f"/v1/kits/{kit_id}/claim", headers=auth(owner))).status_code == 201
-        for editor in editors:
-            member = await http.put(
-                f"/v1/kits/{kit_id}/members/{editor}", json={"role": "editor"}, headers=auth(owner)
-            )
-            assert member.status_code == 201
-    return kit_id
 
 
 async def test_an_edit_in_one_browser_appears_in_the_other(

@@ -155,6 +155,46 @@ async def test_a_submission_is_forwarded_at_once_with_the_contract_body_and_sign
         assert item["nextAttemptAt"] is None
 
 
+async def test_the_forwarded_body_names_the_questionnaire_version_the_kit_is_bound_to(
+    database: str, tmp_path: Path, lab: Lab, kit_id: str
+) -> None:
+    questionnaire_id = f"screening-{uuid.uuid4().hex[:8]}"
+    async with forwarding_app(database, tmp_path, lab) as (app, client):
+        for version in ("1", "2"):  # 2 is the newest, and the kit is bound to 1
+            body = {
+                "id": questionnaire_id,
+                "version": version,
+                "title": "Screening",
+                "items": [
+                    {
+                        "id": "smoker",
+                        "text": "Smoker?",
+                        "type": "boolean",
+                        "required": True,
+                        "section": "s",
+                    }
+                ],
+            }
+            published = await client.post("/v1/questionnaires", json=body, headers=ADMIN)
+            assert published.status_code == 201, published.text
+        claim = {"questionnaire": {"id": questionnaire_id, "version": "1"}}
+        claimed = await client.post(f"/v1/kits/{kit_id}/claim", json=claim, headers=auth("u"))
+        assert claimed.status_code == 201, claimed.text
+        saved = await client.put(
+            f"/v1/kits/{kit_id}/health-information",
+            json={"answers": {"smoker": False}, "submitted": True},
+            headers=auth("u"),
+        )
+        assert saved.status_code == 201, saved.text
+        await lab.wait_for(lambda: len(lab.accepted) == 1, within=5)
+
+        bound = {"id": questionnaire_id, "version": "1"}
+        assert lab.requests[0].event["healthInformation"]["questionnaire"] == bound
+        [row] = await outbox_rows(app)
+        frozen = json.loads(await stored_payload(app, row))
+        assert frozen["healthInformation"]["questionnaire"] == bound
+
+
 async def test_the_event_commits_with_the_submission_and_only_with_it(
     database: str, tmp_path: Path, lab: Lab, kit_id: str
 ) -> None:

@@ -80,6 +80,17 @@ def assert_clean(output: str, markers: dict[str, str]) -> None:
         assert not leaks, f"{name} leaked into {len(leaks)} log line(s): {leaks[:3]}"
 
 
+def key_material(env: dict[str, str]) -> dict[str, str]:
+    """The server's secrets (the JWT secret, each master and audit key's secret part): none
+    may be logged, not even at DEBUG."""
+    found = {"JWT secret": env["HEALTHINFO_JWT_SECRET"]}
+    for name in ("HEALTHINFO_MASTER_KEYS", "HEALTHINFO_AUDIT_KEYS"):
+        for i, entry in enumerate(env[name].split(",")):
+            found[f"{name} #{i}"] = entry.partition(":")[2]
+    assert all(len(secret) >= 32 for secret in found.values()), "unexpected key format"
+    return found
+
+
 def log_lines(output: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
@@ -236,7 +247,14 @@ def test_a_real_server_logs_no_token_query_string_or_kit_id(tmp_path: Path) -> N
     output = server.log.read_text()
     assert_clean(
         output,
-        {"free text": TEXT, "e-mail": EMAIL, "phone": PHONE, "token": owner_token, "kit id": kit},
+        {
+            "free text": TEXT,
+            "e-mail": EMAIL,
+            "phone": PHONE,
+            "token": owner_token,
+            "kit id": kit,
+            **key_material(server.env),
+        },
     )
     lines = output.splitlines()
     assert all(line.startswith("{") for line in lines if line.strip()), "a line not from our logs"

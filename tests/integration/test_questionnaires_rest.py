@@ -572,3 +572,38 @@ async def test_a_claim_naming_a_retired_version_is_422(
     await client.post(f"/v1/questionnaires/{body['id']}/versions/1/retire", headers=admin())
     response = await claim(client, kit_id, user, {"id": body["id"], "version": "1"})
     assert fields(response) == [("questionnaire.version", "is retired")]
+
+
+# --- reading a kit's binding ------------------------------------------------------------------
+
+
+async def test_a_kits_questionnaire_version_is_readable_before_anything_is_saved(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    await published(client, id=body["id"], version="2")  # newer, but the claim named 1
+    await claim(client, kit_id, user, {"id": body["id"], "version": "1"})
+    response = await client.get(hi_url(kit_id, "/questionnaire"), headers=auth(user))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": body["id"], "version": "1"}
+
+
+async def test_a_kits_questionnaire_version_follows_a_move(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    body = await published(client)
+    await published(client, id=body["id"], version="2")
+    await bound_kit(client, kit_id, user, body, {"smoker": False})
+    assert (await move(client, kit_id, user, "2")).status_code == 200
+    response = await client.get(hi_url(kit_id, "/questionnaire"), headers=auth(user))
+    assert response.json() == {"id": body["id"], "version": "2"}
+
+
+async def test_an_unbound_kit_names_the_version_a_first_write_would_get(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    assert (await client.post(f"/v1/kits/{kit_id}/claim", headers=auth(user))).status_code == 201
+    response = await client.get(hi_url(kit_id, "/questionnaire"), headers=auth(user))
+    assert response.json() == {"id": "health-information", "version": "1"}
+    saved = await client.put(hi_url(kit_id), json={"answers": {}}, headers=auth(user))
+    assert saved.json()["questionnaire"] == response.json()

@@ -127,6 +127,26 @@ async def test_a_removed_viewer_s_stream_ends_with_revoked_and_sends_no_later_an
     assert "updated" not in sent
 
 
+async def test_an_admin_giving_the_kit_to_another_owner_ends_the_old_owner_s_stream(
+    server: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    old_owner, new_owner = new_user(), new_user()
+    kit_id = await claimed_kit(http, old_owner)
+    await patch(http, kit_id, old_owner, {"heightCm": 170})
+    async with sse(server.base_url, kit_id, old_owner) as stream:
+        await stream.event("presence")
+        response = await http.put(
+            f"/v1/kits/{kit_id}/owner",
+            json={"userId": new_owner},
+            headers=auth("admin-owner", "admin"),
+        )
+        assert response.status_code == 200, response.text
+        # No later write is needed: the change itself ends the stream, at once.
+        problem, sent = await revoked(stream)
+    assert (problem["status"], problem["code"]) == (403, "forbidden")
+    assert "updated" not in sent
+
+
 async def test_a_removed_member_s_websocket_closes_4403_after_a_problem(
     server: ServerProcess, http: httpx.AsyncClient
 ) -> None:

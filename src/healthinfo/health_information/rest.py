@@ -21,6 +21,7 @@ from healthinfo.api.deps import (
 from healthinfo.api.idempotent import run_write
 from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, problems
 from healthinfo.api.responses import json_response, representation
+from healthinfo.auth.access import Permission
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.fhir.mapping import answers_from_fhir
@@ -43,6 +44,7 @@ from healthinfo.health_information.schemas import (
     HealthInformationDoc,
     MoveQuestionnaire,
     PatchAnswers,
+    QuestionnaireRef,
     ReplaceAnswers,
     RevisionList,
 )
@@ -218,6 +220,28 @@ async def patch_health_information(
             questionnaire=body.questionnaire.choice() if body.questionnaire else None,
         ),
     )
+
+
+@router.get(
+    PATH + "/questionnaire",
+    summary="The questionnaire version the kit is bound to",
+    description=(
+        '`{"id", "version"}`: the version its answers are saved under, or before the first '
+        "save the one the claim bound it to, or else the one a first write without "
+        "`questionnaire` would get (the newest active default). Readable by whoever may read "
+        "the kit's health information; it discloses no answers, so it is not audited as a read. "
+        "Clients such as `/demo` use it to render the right version before anything is saved."
+    ),
+    responses={
+        **ok(QuestionnaireRef, "The kit's questionnaire version."),
+        **problems(*READ_ERRORS, 403),
+    },
+)
+async def get_kit_questionnaire(kit_id: KitId, actor: ActorDep, svc: ServicesDep) -> Response:
+    async with svc.uows.read() as uow:
+        await svc.kits.authorize(uow, actor, kit_id, Permission.READ)
+        q = await svc.health_information.questionnaire_of(uow, kit_id)
+    return json_response({"id": q.id, "version": q.version})
 
 
 @router.post(

@@ -1,8 +1,10 @@
 """``/demo``: a static page where several people edit one kit's questionnaire together.
 
-No build step: one HTML file with inline script and style, shipped as package data. It reads the
-definition, writes with ``baseVersion`` over REST, follows changes over EventSource, and shows
-presence (focus goes over the WebSocket) and conflicts. The token and kit id come from the URL
+No build step: one HTML file with inline script and style, shipped as package data. It renders
+the kit's own questionnaire version (display items, nested groups, repeating groups, and
+``enableWhen`` decided in the browser with the rules of ``questionnaires/conditions.py``, again on
+every live event), writes with ``baseVersion`` over REST, follows changes over EventSource, and
+shows presence (focus goes over the WebSocket) and conflicts. The token and kit id come from the URL
 fragment (``/demo#kit=K1&token=…``), which browsers never send to the server.
 """
 
