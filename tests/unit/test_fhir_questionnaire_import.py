@@ -1229,3 +1229,12 @@ def test_a_damaged_questionnaire_response_is_a_422_or_answers_never_an_error(
         assert isinstance(read.answers, dict)
         return
     assert faults
+
+
+def test_the_openapi_example_of_a_fhir_questionnaire_publishes() -> None:
+    from healthinfo.health_information.examples import PUBLISH_FHIR_QUESTIONNAIRE
+
+    example = PUBLISH_FHIR_QUESTIONNAIRE["fhir"]["value"]
+    q = questionnaire_from_fhir(copy.deepcopy(example))
+    assert q.repeating_ids == {"medications"}
+    assert_valid_questionnaire(questionnaire_to_fhir(q))

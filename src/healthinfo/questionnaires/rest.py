@@ -154,7 +154,8 @@ async def list_questionnaires(
             "required": True,
             "content": {
                 JSON: {"schema": {"type": "object"}, "examples": examples.PUBLISH_QUESTIONNAIRE},
-                **openapi_content("Questionnaire"),
+                FHIR_JSON: openapi_content("Questionnaire")[FHIR_JSON]
+                | {"examples": examples.PUBLISH_FHIR_QUESTIONNAIRE},
             },
         }
     },
