@@ -1,23 +1,16 @@
 """FHIR R4 mapping: what the service emits is valid FHIR, and FHIR answers read back exactly.
 
-Validity is checked twice: structurally with the ``fhir.resources`` models (its ``R4B``
-package: FHIR 4.3, whose Questionnaire and QuestionnaireResponse are the R4 4.0.1 ones; there
-is no maintained 4.0.1-only package), which must take the resource and give back exactly the
-same JSON (so nothing was dropped or coerced), and by the R4 rules those models do not check
-(code lists, invariants, value[x] types against the questionnaire) in ``assert_valid_*``.
+Validity (``tests/support/fhir_validity.py``) is checked with the ``fhir.resources`` models and
+by the R4 rules those models do not check. Groups, repetitions, the FHIR import and the round
+trips of generated definitions are in ``test_fhir_questionnaire_import.py``.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from fhir.resources.R4B.questionnaire import Questionnaire as FhirQuestionnaire
-from fhir.resources.R4B.questionnaireresponse import (
-    QuestionnaireResponse as FhirQuestionnaireResponse,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +19,8 @@ from healthinfo.fhir.mapping import (
     MAX_OCCURS,
     MAX_VALUE,
     MIN_VALUE,
+    SECTION,
+    TODAY_BOUND,
     FhirAnswers,
     answers_from_fhir,
     code_system_url,
@@ -39,6 +34,7 @@ from healthinfo.health_information.model import HealthInformationState, Status
 from healthinfo.questionnaires.model import Item, Option, Questionnaire
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from healthinfo.questionnaires.validation import validate_answers
+from tests.support.fhir_validity import assert_valid_questionnaire, assert_valid_response
 
 SHIPPED = QuestionnaireRegistry.builtin().default
 NOW = datetime(2026, 11, 24, 10, 0, 0, 123000, tzinfo=UTC)
@@ -146,152 +142,6 @@ def state_of(
     )
 
 
-# --- R4 validity ------------------------------------------------------------------------------
-
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-R4_QUESTIONNAIRE_STATUS = {"draft", "active", "retired", "unknown"}
-R4_RESPONSE_STATUS = {"in-progress", "completed", "amended", "entered-in-error", "stopped"}
-R4_ITEM_TYPES = {
-    "group",
-    "display",
-    "boolean",
-    "decimal",
-    "integer",
-    "date",
-    "dateTime",
-    "time",
-    "string",
-    "text",
-    "url",
-    "choice",
-    "open-choice",
-    "attachment",
-    "reference",
-    "quantity",
-}
-# que-10: maxLength only on simple question types.
-MAX_LENGTH_TYPES = {"boolean", "decimal", "integer", "string", "text", "url", "open-choice"}
-# The value[x] an answer to each R4 item type carries.
-ANSWER_KEY = {
-    "boolean": "valueBoolean",
-    "decimal": "valueDecimal",
-    "integer": "valueInteger",
-    "date": "valueDate",
-    "string": "valueString",
-    "text": "valueString",
-    "choice": "valueCoding",
-}
-# minValue/maxValue must have the item's own type.
-BOUND_KEY = {"integer": "valueInteger", "decimal": "valueDecimal", "date": "valueDate"}
-DATE = re.compile(
-    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?"
-)
-DATETIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
-
-
-def normalised(value: Any) -> Any:
-    """JSON with FHIR instants as datetimes: fhir.resources re-prints ``.123Z`` as ``.123000Z``."""
-    if isinstance(value, dict):
-        return {key: normalised(entry) for key, entry in value.items()}
-    if isinstance(value, list):
-        return [normalised(entry) for entry in value]
-    if isinstance(value, str) and DATETIME.fullmatch(value):
-        return datetime.fromisoformat(value)
-    return value
-
-
-def assert_no_empty_elements(value: Any, path: str = "") -> None:
-    """ele-1 and FHIR JSON: no empty objects, arrays or strings, no nulls; valid strings."""
-    assert value is not None, path
-    if isinstance(value, dict):
-        assert value, path
-        for key, entry in value.items():
-            assert_no_empty_elements(entry, f"{path}.{key}")
-    elif isinstance(value, list):
-        assert value, path
-        for position, entry in enumerate(value):
-            assert_no_empty_elements(entry, f"{path}[{position}]")
-    elif isinstance(value, str):
-        assert value.strip(), path
-        # R4 string: [ \r\n\t\S]+ in XML Schema terms, i.e. no other control characters.
-        assert not any(ord(char) < 32 and char not in "\t\r\n" for char in value), path
-
-
-def assert_parses_unchanged(model: Any, resource: dict[str, Any]) -> None:
-    parsed = model.model_validate(resource)
-    dumped = parsed.model_dump(mode="json", exclude_none=True, by_alias=True)
-    assert normalised(dumped) == normalised(resource)
-
-
-def assert_valid_questionnaire(resource: dict[str, Any]) -> None:
-    assert_parses_unchanged(FhirQuestionnaire, resource)
-    assert_no_empty_elements(resource)
-    assert resource["resourceType"] == "Questionnaire"
-    assert resource["status"] in R4_QUESTIONNAIRE_STATUS
-    if "id" in resource:
-        assert FHIR_ID.fullmatch(resource["id"])
-    if "name" in resource:  # que-0
-        assert re.fullmatch(r"[A-Z][A-Za-z0-9_]{0,254}", resource["name"])
-    link_ids = [item["linkId"] for item in resource["item"]]
-    assert len(set(link_ids)) == len(link_ids)  # que-2
-    for item in resource["item"]:
-        kind = item["type"]
-        assert kind in R4_ITEM_TYPES
-        assert "item" not in item
-        assert "maxLength" not in item or kind in MAX_LENGTH_TYPES  # que-10
-        assert "answerOption" not in item or kind in {"choice", "open-choice"}  # que-5
-        for option in item.get("answerOption", []):
-            assert set(option) == {"valueCoding"}
-            assert {"system", "code", "display"} >= option["valueCoding"].keys() >= {"code"}
-        for extension in item.get("extension", []):
-            value_keys = [key for key in extension if key.startswith("value")]
-            assert len(value_keys) == 1, extension
-            if extension["url"] in (MIN_VALUE, MAX_VALUE):
-                assert value_keys == [BOUND_KEY[kind]], (item["linkId"], extension)
-                if kind == "date":
-                    assert DATE.fullmatch(extension["valueDate"])
-            else:
-                assert extension["url"] == MAX_OCCURS
-                assert value_keys == ["valueInteger"]
-                assert item.get("repeats") is True
-
-
-def assert_valid_response(resource: dict[str, Any], questionnaire: dict[str, Any]) -> None:
-    """Valid R4, and valid against ``questionnaire`` as the FHIR validator would check it."""
-    assert_parses_unchanged(FhirQuestionnaireResponse, resource)
-    assert_no_empty_elements(resource)
-    assert resource["resourceType"] == "QuestionnaireResponse"
-    assert resource["status"] in R4_RESPONSE_STATUS
-    if "id" in resource:
-        assert FHIR_ID.fullmatch(resource["id"])
-    assert isinstance(resource["identifier"], dict)  # 0..1 in R4 (a list in R5)
-    assert resource["questionnaire"] == f"{questionnaire['url']}|{questionnaire['version']}"
-    assert FHIR_ID.fullmatch(resource["meta"]["versionId"])
-    assert DATETIME.fullmatch(resource["meta"]["lastUpdated"])
-    assert DATETIME.fullmatch(resource["authored"])
-    questions = {item["linkId"]: item for item in questionnaire["item"]}
-    order = list(questions)
-    positions = []
-    for item in resource.get("item", []):
-        question = questions[item["linkId"]]
-        positions.append(order.index(item["linkId"]))
-        assert "item" not in item
-        answers = item["answer"]
-        assert len(answers) == 1 or question.get("repeats") is True
-        for answer in answers:
-            assert list(answer) == [ANSWER_KEY[question["type"]]]
-            if question["type"] == "choice":
-                options = [option["valueCoding"] for option in question["answerOption"]]
-                assert answer["valueCoding"] in options
-            if question["type"] == "date":
-                assert DATE.fullmatch(answer["valueDate"])
-            if question["type"] == "integer":
-                assert -(2**31) <= answer["valueInteger"] < 2**31
-    assert positions == sorted(positions)
-
-
 # --- Questionnaire ----------------------------------------------------------------------------
 
 
@@ -337,7 +187,7 @@ def test_item_types_map_to_r4_types() -> None:
     assert items["pets"]["repeats"] is True
     assert "repeats" not in items["colour"]
     assert items["flag"]["required"] is True
-    assert items["count"]["required"] is False
+    assert "required" not in items["count"]  # FHIR's default
     assert items["flag"]["text"] == "Flag?"
 
 
@@ -350,21 +200,38 @@ def test_options_become_answer_options_with_code_and_display() -> None:
     ]
 
 
+def bounds(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item's bound extensions (the section extension is another test's)."""
+    return [e for e in item.get("extension", []) if e["url"] in (MIN_VALUE, MAX_VALUE, TODAY_BOUND)]
+
+
 def test_bounds_become_min_and_max_value_extensions_of_the_items_type() -> None:
     items = {item["linkId"]: item for item in questionnaire_to_fhir(EVERY_TYPE)["item"]}
-    assert items["height"]["extension"] == [
+    assert bounds(items["height"]) == [
         {"url": MIN_VALUE, "valueInteger": 30},
         {"url": MAX_VALUE, "valueInteger": 272},
     ]
-    assert items["weight"]["extension"] == [
+    assert bounds(items["weight"]) == [
         {"url": MIN_VALUE, "valueDecimal": 0.5},
         {"url": MAX_VALUE, "valueDecimal": 650},
     ]
-    # "today" moves, so it has no fixed minValue/maxValue: only the fixed bound is stated.
-    assert items["born"]["extension"] == [{"url": MIN_VALUE, "valueDate": "1900-01-01"}]
-    assert items["visit"]["extension"] == [{"url": MAX_VALUE, "valueDate": "2100-12-31"}]
-    assert "extension" not in items["count"]
-    assert "extension" not in items["flag"]
+    # "today" moves, so it has no fixed minValue/maxValue: the service's own extension says it.
+    assert bounds(items["born"]) == [
+        {"url": MIN_VALUE, "valueDate": "1900-01-01"},
+        {"url": TODAY_BOUND, "valueCode": "maxValue"},
+    ]
+    assert bounds(items["visit"]) == [
+        {"url": TODAY_BOUND, "valueCode": "minValue"},
+        {"url": MAX_VALUE, "valueDate": "2100-12-31"},
+    ]
+    assert bounds(items["count"]) == []
+    assert bounds(items["flag"]) == []
+
+
+def test_a_section_is_stated_where_it_differs_from_the_enclosing_one() -> None:
+    items = {item["linkId"]: item for item in questionnaire_to_fhir(EVERY_TYPE)["item"]}
+    assert {"url": SECTION, "valueString": "c"} in items["pets"]["extension"]
+    assert {"url": SECTION, "valueString": "a"} in items["flag"]["extension"]
 
 
 def test_max_length_and_max_items() -> None:
@@ -372,7 +239,7 @@ def test_max_length_and_max_items() -> None:
     assert items["name"]["maxLength"] == 5
     assert items["notes"]["maxLength"] == 4000  # the default limit, which is enforced
     assert "maxLength" not in items["height"]
-    assert items["pets"]["extension"] == [{"url": MAX_OCCURS, "valueInteger": 2}]
+    assert {"url": MAX_OCCURS, "valueInteger": 2} in items["pets"]["extension"]
 
 
 # --- QuestionnaireResponse --------------------------------------------------------------------
@@ -718,21 +585,23 @@ def test_values_are_not_checked_against_bounds_or_options_here() -> None:
 
 def test_several_answers_only_for_multiple_choice() -> None:
     resource = response(item("flag", {"valueBoolean": True}, {"valueBoolean": False}))
-    assert failures(resource) == [("item[0].answer", "this question takes a single answer")]
+    assert failures(resource) == [
+        ("item[0].answer", "linkId 'flag': this question takes a single answer")
+    ]
     resource = response(
         item("pets", {"valueCoding": {"code": "cat"}}, {"valueCoding": {"code": "dog"}})
     )
     assert answers_from_fhir(resource, EVERY_TYPE).answers == {"pets": ["cat", "dog"]}
 
 
-def test_nested_groups_are_not_supported() -> None:
+def test_items_nested_under_a_question_or_an_answer_are_not_supported() -> None:
     group = {"linkId": "flag", "item": [item("height", {"valueInteger": 180})]}
     assert failures(response(group)) == [
-        ("item[0].item", "nested items (groups) are not supported")
+        ("item[0].item", "linkId 'flag': items nested under a question are not supported")
     ]
     nested = item("flag", {"valueBoolean": True, "item": [item("height")]})
     assert failures(response(nested)) == [
-        ("item[0].answer[0]", "nested items (groups) are not supported")
+        ("item[0].answer[0]", "linkId 'flag': items nested under an answer are not supported")
     ]
 
 

@@ -2,8 +2,10 @@
 
 Pure functions, no I/O. What is emitted is plain JSON-ready ``dict``s:
 
-* ``questionnaire_to_fhir``: a ``Questionnaire`` resource: one flat ``item`` per question;
-* ``response_to_fhir``: a kit's health information as a ``QuestionnaireResponse``;
+* ``questionnaire_to_fhir``: a ``Questionnaire`` resource, groups nesting their items; its
+  inverse, ``questionnaire_from_fhir``, is in ``questionnaire_import``;
+* ``response_to_fhir``: a kit's health information as a ``QuestionnaireResponse`` (a group's
+  answers nested under it, one group item per row of a repeating group);
 * ``answers_from_fhir``: the inverse of ``response_to_fhir``, for writes sent as FHIR.
 
 ``answers_from_fhir`` checks only the FHIR structure (which question, which ``value[x]``, JSON
@@ -22,7 +24,16 @@ from typing import Any, Final, NamedTuple
 from healthinfo.common.clock import to_rfc3339
 from healthinfo.errors import FieldError, MalformedRequest, ValidationFailed
 from healthinfo.health_information.model import HealthInformationState, Status
-from healthinfo.questionnaires.model import TODAY, Item, ItemType, Questionnaire
+from healthinfo.questionnaires.model import (
+    CHOICE_TYPES,
+    INT32_MAX,
+    INT32_MIN,
+    TODAY,
+    Item,
+    ItemType,
+    Option,
+    Questionnaire,
+)
 
 FHIR_VERSION: Final = "4.0.1"
 DEFAULT_BASE_URL: Final = "urn:healthinfo"
@@ -30,12 +41,20 @@ DEFAULT_BASE_URL: Final = "urn:healthinfo"
 MIN_VALUE: Final = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE: Final = "http://hl7.org/fhir/StructureDefinition/maxValue"
 MAX_OCCURS: Final = "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs"
+TODAY_BOUND: Final = "urn:healthinfo/StructureDefinition/today-bound"
+"""The service's own item extension for a ``"today"`` date bound (``valueCode`` ``minValue`` or
+``maxValue``): minValue/maxValue need a fixed date, and SDC's way (``cqf-expression`` on a
+value-less ``_valueDate``) is one that many FHIR libraries cannot even parse."""
+SECTION: Final = "urn:healthinfo/StructureDefinition/section"
+"""The service's own item extension (``valueString``) for a definition's ``section``."""
 
 FHIR_ITEM_TYPE: Final[Mapping[ItemType, str]] = {
     "boolean": "boolean",
     "integer": "integer",
     "decimal": "decimal",
     "date": "date",
+    "dateTime": "dateTime",
+    "time": "time",
     "string": "string",
     "text": "text",
     "single-choice": "choice",
@@ -50,6 +69,8 @@ ENABLE_WHEN_KEY: Final[Mapping[str, str]] = {
     "integer": "answerInteger",
     "decimal": "answerDecimal",
     "date": "answerDate",
+    "dateTime": "answerDateTime",
+    "time": "answerTime",
     "string": "answerString",
     "text": "answerString",
     "single-choice": "answerCoding",
@@ -62,6 +83,8 @@ VALUE_KEY: Final[Mapping[ItemType, str]] = {
     "integer": "valueInteger",
     "decimal": "valueDecimal",
     "date": "valueDate",
+    "dateTime": "valueDateTime",
+    "time": "valueTime",
     "string": "valueString",
     "text": "valueString",
     "single-choice": "valueCoding",
@@ -81,18 +104,33 @@ _BOUND_KEY: Final[Mapping[str, str]] = {
     "integer": "valueInteger",
     "decimal": "valueDecimal",
     "date": "valueDate",
+    "dateTime": "valueDateTime",
+    "time": "valueTime",
+}
+_OPTION_KEY: Final[Mapping[str, str]] = {
+    "coding": "valueCoding",
+    "string": "valueString",
+    "integer": "valueInteger",
+}
+"""An option's kind → its ``answerOption.value[x]`` and an answer's ``value[x]``."""
+_CONDITION_OPTION_KEY: Final[Mapping[str, str]] = {
+    "coding": "answerCoding",
+    "string": "answerString",
+    "integer": "answerInteger",
 }
 _JSON_TYPE_PHRASE: Final[Mapping[str, str]] = {
     "valueBoolean": "true or false",
     "valueInteger": "a JSON integer",
     "valueDecimal": "a JSON number",
     "valueDate": "a string YYYY-MM-DD",
+    "valueDateTime": "a string",
+    "valueTime": "a string",
     "valueString": "a string",
 }
 _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _FHIR_NAME: Final = re.compile(r"[A-Z][A-Za-z0-9_]{0,254}")
-_INT32_MIN: Final = -(2**31)
-_INT32_MAX: Final = 2**31 - 1
+_INT32_MIN: Final = INT32_MIN
+_INT32_MAX: Final = INT32_MAX
 
 
 class FhirAnswers(NamedTuple):
@@ -110,8 +148,13 @@ def _base(base_url: str) -> str:
 
 
 def questionnaire_url(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL) -> str:
-    """The questionnaire's canonical URL, without a version."""
-    return f"{_base(base_url)}/Questionnaire/{q.id}"
+    """The questionnaire's canonical URL, without a version: the ``url`` it was published
+    with (a FHIR import keeps it), else ``<base>/Questionnaire/<id>``."""
+    return q.url if q.url is not None else default_questionnaire_url(q.id, base_url=base_url)
+
+
+def default_questionnaire_url(questionnaire_id: str, *, base_url: str = DEFAULT_BASE_URL) -> str:
+    return f"{_base(base_url)}/Questionnaire/{questionnaire_id}"
 
 
 def questionnaire_canonical(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL) -> str:
@@ -120,8 +163,14 @@ def questionnaire_canonical(q: Questionnaire, *, base_url: str = DEFAULT_BASE_UR
 
 
 def code_system_url(q: Questionnaire, item: Item, *, base_url: str = DEFAULT_BASE_URL) -> str:
-    """The code system of one choice question's options (its codes are the option values)."""
-    return f"{_base(base_url)}/CodeSystem/{q.id}-{item.id}"
+    """The code system of one choice question's options that name none of their own."""
+    return default_code_system(q.id, item.id, base_url=base_url)
+
+
+def default_code_system(
+    questionnaire_id: str, item_id: str, *, base_url: str = DEFAULT_BASE_URL
+) -> str:
+    return f"{_base(base_url)}/CodeSystem/{questionnaire_id}-{item_id}"
 
 
 def kit_identifier_system(base_url: str = DEFAULT_BASE_URL) -> str:
@@ -136,10 +185,18 @@ def user_identifier_system(base_url: str = DEFAULT_BASE_URL) -> str:
 
 
 def questionnaire_to_fhir(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL) -> dict[str, Any]:
-    """A FHIR R4 ``Questionnaire``: one flat item per question, in definition order."""
+    """A FHIR R4 ``Questionnaire``: groups nest their items, in definition order.
+
+    Everything a definition says is stated, so that ``questionnaire_from_fhir`` reads back the
+    same definition (docs/fhir.md has the table): a section with the service's own extension
+    ``SECTION`` where it differs from the enclosing group's, a ``"today"`` bound with
+    ``TODAY_BOUND``; ``fhirExtensions`` come last.
+    """
     resource: dict[str, Any] = {"resourceType": "Questionnaire"}
     if _FHIR_ID.fullmatch(q.id):
         resource["id"] = q.id
+    if q.fhir_extensions:
+        resource["extension"] = list(q.fhir_extensions)
     resource["url"] = questionnaire_url(q, base_url=base_url)
     resource["version"] = q.version
     name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", q.id))
@@ -147,26 +204,70 @@ def questionnaire_to_fhir(q: Questionnaire, *, base_url: str = DEFAULT_BASE_URL)
         resource["name"] = name
     resource["title"] = q.title
     resource["status"] = "active"
-    resource["item"] = [_question(q, item, base_url) for item in q.items]
+    resource["item"] = [_question(q, item, "", base_url) for item in q.items]
     return resource
 
 
-def _question(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
-    if item.type == "display":
-        display: dict[str, Any] = {"linkId": item.id, "text": item.text, "type": "display"}
-        return display | _conditions(q, item, base_url)
-    if item.type == "group":
-        group: dict[str, Any] = {}
-        if item.max_items is not None:
-            group["extension"] = [{"url": MAX_OCCURS, "valueInteger": item.max_items}]
-        group |= {"linkId": item.id, "text": item.text, "type": "group"}
-        group |= _conditions(q, item, base_url)
-        group["required"] = item.required
-        if item.repeats:
-            group["repeats"] = True
-        group["item"] = [_question(q, child, base_url) for child in item.items]
-        return group
-    return _answerable_question(q, item, base_url) | _conditions(q, item, base_url)
+def _question(q: Questionnaire, item: Item, section: str, base_url: str) -> dict[str, Any]:
+    """One item; ``section`` is the enclosing group's (children inherit it)."""
+    extensions = _bound_extensions(item)
+    if item.max_items is not None:
+        extensions.append({"url": MAX_OCCURS, "valueInteger": item.max_items})
+    if item.section != section:
+        extensions.append({"url": SECTION, "valueString": item.section})
+    extensions += item.fhir_extensions
+    result: dict[str, Any] = {"extension": extensions} if extensions else {}
+    result |= {"linkId": item.id, "text": item.text, "type": fhir_item_type(item)}
+    result |= _conditions(q, item, base_url)
+    if item.required:
+        result["required"] = True
+    if item.repeats or item.type == "multiple-choice":
+        result["repeats"] = True
+    if item.read_only:
+        result["readOnly"] = True
+    if item.max_length is not None:
+        result["maxLength"] = item.max_length
+    if item.options:
+        result["answerOption"] = [_answer_option(q, item, o, base_url) for o in item.options]
+    if item.items:
+        result["item"] = [_question(q, child, item.section, base_url) for child in item.items]
+    return result
+
+
+def fhir_item_type(item: Item) -> str:
+    """The R4 ``item.type`` of one of our items."""
+    if item.type in CHOICE_TYPES and item.open_choice:
+        return "open-choice"
+    return FHIR_ITEM_TYPE[item.type]
+
+
+def _answer_option(q: Questionnaire, item: Item, option: Option, base_url: str) -> dict[str, Any]:
+    return {_OPTION_KEY[option.kind]: option_value(q, item, option, base_url=base_url)}
+
+
+def option_value(
+    q: Questionnaire,
+    item: Item,
+    option: Option,
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    display: bool = True,
+) -> Any:
+    """The ``value[x]`` of an option: a Coding (with ``display`` unless told not), or the value."""
+    if option.kind != "coding":
+        return option.value
+    coding: dict[str, Any] = {
+        "system": option.system or code_system_url(q, item, base_url=base_url),
+        "code": option.value,
+    }
+    if display and option.label is not None:
+        coding["display"] = option.label
+    return coding
+
+
+def find_option(options: tuple[Option, ...], value: object) -> Option | None:
+    """The option whose value is ``value`` (of the same JSON type: ``True`` is not ``1``)."""
+    return next((o for o in options if type(o.value) is type(value) and o.value == value), None)
 
 
 def _conditions(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
@@ -178,13 +279,8 @@ def _conditions(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
         target = q.any_item(condition.question)
         assert target is not None  # checked at publication
         entry: dict[str, Any] = {"question": condition.question, "operator": condition.operator}
-        if condition.operator == "exists":
-            entry["answerBoolean"] = condition.answer
-        elif ENABLE_WHEN_KEY[target.type] == "answerCoding":
-            system = code_system_url(q, target, base_url=base_url)
-            entry["answerCoding"] = {"system": system, "code": condition.answer}
-        else:
-            entry[ENABLE_WHEN_KEY[target.type]] = condition.answer
+        key, value = _condition_answer(q, target, condition.operator, condition.answer, base_url)
+        entry[key] = value
         conditions.append(entry)
     result: dict[str, Any] = {"enableWhen": conditions}
     if item.enable_behavior is not None:
@@ -192,45 +288,33 @@ def _conditions(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
     return result
 
 
-def _answerable_question(q: Questionnaire, item: Item, base_url: str) -> dict[str, Any]:
-    question: dict[str, Any] = {}
-    extensions = _bound_extensions(item)
-    if item.max_items is not None:
-        extensions.append({"url": MAX_OCCURS, "valueInteger": item.max_items})
-    if extensions:
-        question["extension"] = extensions
-    question.update(
-        {
-            "linkId": item.id,
-            "text": item.text,
-            "type": FHIR_ITEM_TYPE[item.type],
-            "required": item.required,
-        }
-    )
-    if item.type == "multiple-choice":
-        question["repeats"] = True
-    if item.max_length is not None:
-        question["maxLength"] = item.max_length
-    if item.options:
-        system = code_system_url(q, item, base_url=base_url)
-        question["answerOption"] = [
-            {"valueCoding": {"system": system, "code": option.value, "display": option.label}}
-            for option in item.options
-        ]
-    return question
+def _condition_answer(
+    q: Questionnaire, target: Item, operator: str, answer: Any, base_url: str
+) -> tuple[str, Any]:
+    if operator == "exists":
+        return "answerBoolean", answer
+    if target.type in CHOICE_TYPES:
+        option = find_option(target.options, answer)
+        if option is None:  # free text of an open choice
+            return "answerString", answer
+        value = option_value(q, target, option, base_url=base_url, display=False)
+        return _CONDITION_OPTION_KEY[option.kind], value
+    return ENABLE_WHEN_KEY[target.type], answer
 
 
 def _bound_extensions(item: Item) -> list[dict[str, Any]]:
-    """``minValue``/``maxValue`` with the item's own value type; ``"today"`` moves, so it is
-    left out (FHIR can only say that with an expression, see docs/fhir.md)."""
+    """``minValue``/``maxValue`` with the item's own value type; ``"today"`` has no fixed
+    value, so it is the service's ``TODAY_BOUND`` extension."""
     key = _BOUND_KEY.get(item.type)
     if key is None:
         return []
-    return [
-        {"url": url, key: bound}
-        for url, bound in ((MIN_VALUE, item.minimum), (MAX_VALUE, item.maximum))
-        if bound is not None and bound != TODAY
-    ]
+    extensions: list[dict[str, Any]] = []
+    for url, bound in ((MIN_VALUE, item.minimum), (MAX_VALUE, item.maximum)):
+        if bound == TODAY:
+            extensions.append({"url": TODAY_BOUND, "valueCode": url.rsplit("/", 1)[1]})
+        elif bound is not None:
+            extensions.append({"url": url, key: bound})
+    return extensions
 
 
 # -- QuestionnaireResponse ---------------------------------------------------------------------
@@ -324,16 +408,17 @@ def _fhir_answers(q: Questionnaire, item: Item, value: Any, base_url: str) -> li
 
 
 def _fhir_answer(q: Questionnaire, item: Item, value: Any, base_url: str) -> dict[str, Any]:
+    if item.type in CHOICE_TYPES:
+        option = find_option(item.options, value)
+        if option is not None:
+            return {_OPTION_KEY[option.kind]: option_value(q, item, option, base_url=base_url)}
+        if item.open_choice and isinstance(value, str):
+            return {"valueString": value}  # the free text of an open choice
+        raise ValueError(f"stored answer to {item.id!r} is none of its options")
     key = VALUE_KEY[item.type]
     if not _json_type_fits(key, value):
         raise ValueError(f"stored answer to {item.id!r} does not fit a {item.type} question")
-    if key != "valueCoding":
-        return {key: value}
-    coding = {"system": code_system_url(q, item, base_url=base_url), "code": value}
-    label = next((option.label for option in item.options if option.value == value), None)
-    if label is not None:
-        coding["display"] = label
-    return {key: coding}
+    return {key: value}
 
 
 def _json_type_fits(key: str, value: object) -> bool:
@@ -359,15 +444,18 @@ def answers_from_fhir(
 ) -> FhirAnswers:
     """Read the answers of a FHIR R4 ``QuestionnaireResponse`` written against ``q``.
 
-    Each item's ``linkId`` is a question id and its ``answer`` carries the ``value[x]`` of that
-    question's type (``valueCoding.code`` for choices, one answer per selected option for a
-    multiple-choice question). Items without answers are unanswered questions. ``status``
-    ``completed`` asks to submit, ``in-progress`` to save.
+    Items nest as the questionnaire nests them: a group's item holds its children's items
+    (they are answered by their own ids, at the top level of ``answers``), a repeating group
+    has one item per row. Each question's ``answer`` carries the ``value[x]`` of its type
+    (``valueCoding.code`` for a coded option, one answer per selected option for a
+    multiple-choice question, ``valueString`` for an open choice's free text). Items without
+    answers are unanswered questions. ``status`` ``completed`` asks to submit, ``in-progress``
+    to save.
 
     Raises ``MalformedRequest`` when ``resource`` is not a JSON object, ``ValidationFailed``
-    with one error per problem (fields such as ``status`` or ``item[2].answer[0]``) otherwise.
-    Values are not checked against the question's bounds or options here: the service does
-    that for every write.
+    with one error per problem (fields such as ``status`` or ``item[2].item[0].answer[0]``)
+    otherwise. Values are not checked against the question's bounds or options here: the
+    service does that for every write.
     """
     if not isinstance(resource, Mapping):
         raise MalformedRequest("The body must be a FHIR QuestionnaireResponse (a JSON object).")
@@ -390,11 +478,10 @@ def answers_from_fhir(
         if reference not in (url, f"{url}|{q.version}"):
             errors.append(FieldError("questionnaire", f"must be {url} or {url}|{q.version}"))
     answers: dict[str, Any] = {}
-    seen: set[str] = set()
+    reader = _ResponseReader(q, base_url, errors)
     raw_items = resource.get("item", [])
     if isinstance(raw_items, list):
-        for position, raw_item in enumerate(raw_items):
-            _read_item(q, raw_item, f"item[{position}]", answers, seen, errors, base_url)
+        reader.read_level(raw_items, "item", q.items, answers)
     else:
         errors.append(FieldError("item", "must be a list"))
     if errors:
@@ -402,52 +489,108 @@ def answers_from_fhir(
     return FhirAnswers(answers, status == "completed")
 
 
-def _read_item(
-    q: Questionnaire,
-    raw: object,
-    path: str,
-    answers: dict[str, Any],
-    seen: set[str],
-    errors: list[FieldError],
-    base_url: str,
-) -> None:
-    if not isinstance(raw, Mapping):
-        errors.append(FieldError(path, "must be an object"))
-        return
-    errors_before = len(errors)
-    link_id = raw.get("linkId")
-    item = q.item(link_id) if isinstance(link_id, str) else None
-    if not isinstance(link_id, str):
-        errors.append(FieldError(f"{path}.linkId", "is required"))
-    elif item is None:
-        errors.append(FieldError(f"{path}.linkId", "unknown question id"))
-    elif link_id in seen:
-        errors.append(FieldError(f"{path}.linkId", "this question is already answered above"))
-    else:
-        seen.add(link_id)
-    if "item" in raw:
-        errors.append(FieldError(f"{path}.item", "nested items (groups) are not supported"))
-    if "modifierExtension" in raw:
-        errors.append(
-            FieldError(f"{path}.modifierExtension", "modifier extensions are not supported")
-        )
-    raw_answers = raw.get("answer", [])
-    if not isinstance(raw_answers, list):
-        errors.append(FieldError(f"{path}.answer", "must be a list"))
-        return
-    if item is None or not raw_answers:
-        return  # no question to answer, or the question is left unanswered
-    if item.type != "multiple-choice" and len(raw_answers) > 1:
-        errors.append(FieldError(f"{path}.answer", "this question takes a single answer"))
-        return
-    values = []
-    for position, raw_answer in enumerate(raw_answers):
-        value, message = _read_answer(q, item, raw_answer, base_url)
-        if message is not None:
-            errors.append(FieldError(f"{path}.answer[{position}]", message))
-        values.append(value)
-    if len(errors) == errors_before:
-        answers[item.id] = values if item.type == "multiple-choice" else values[0]
+class _ResponseReader:
+    """Reads nested response items against the definition, collecting every error.
+
+    An error about an item the questionnaire has names its linkId (definition data, never an
+    answer); an unknown linkId is not repeated, as it could be anything.
+    """
+
+    def __init__(self, q: Questionnaire, base_url: str, errors: list[FieldError]) -> None:
+        self.q = q
+        self.base_url = base_url
+        self.errors = errors
+
+    def fail(self, path: str, message: str, item: Item | None = None) -> None:
+        prefix = f"linkId {item.id!r}: " if item is not None else ""
+        self.errors.append(FieldError(path, prefix + message))
+
+    def read_level(
+        self, raw_items: list[Any], prefix: str, level: tuple[Item, ...], answers: dict[str, Any]
+    ) -> None:
+        """The items of one level (the resource, a group, a row) into ``answers``."""
+        here = {item.id: item for item in level}
+        seen: set[str] = set()
+        for position, raw in enumerate(raw_items):
+            path = f"{prefix}[{position}]"
+            if not isinstance(raw, Mapping):
+                self.fail(path, "must be an object")
+                continue
+            link_id = raw.get("linkId")
+            known = self.q.any_item(link_id) if isinstance(link_id, str) else None
+            item = here.get(link_id) if isinstance(link_id, str) else None
+            if "modifierExtension" in raw:
+                self.fail(
+                    f"{path}.modifierExtension", "modifier extensions are not supported", known
+                )
+            if not isinstance(link_id, str):
+                self.fail(f"{path}.linkId", "is required")
+            elif known is None:
+                self.fail(f"{path}.linkId", "unknown question id")
+            elif item is None:
+                message = "is not an item at this level: nest items as the questionnaire does"
+                self.fail(f"{path}.linkId", message, known)
+            elif link_id in seen and not item.repeats:
+                self.fail(f"{path}.linkId", "this question is already answered above", item)
+            else:
+                seen.add(link_id)
+                self._read(item, raw, path, answers)
+
+    def _read(self, item: Item, raw: Mapping[str, Any], path: str, answers: dict[str, Any]) -> None:
+        if item.type in ("group", "display"):
+            if raw.get("answer"):
+                self.fail(f"{path}.answer", f"a {item.type} item has no answer", item)
+            children = raw.get("item", [])
+            if not isinstance(children, list):
+                self.fail(f"{path}.item", "must be a list", item)
+            elif item.type == "display":
+                if children:
+                    self.fail(f"{path}.item", "a display item has no items", item)
+            elif item.repeats:
+                row: dict[str, Any] = {}
+                self.read_level(children, f"{path}.item", item.items, row)
+                if row:  # a repetition with nothing answered is no row
+                    rows = answers.setdefault(item.id, [])
+                    rows.append(row)
+            else:
+                self.read_level(children, f"{path}.item", item.items, answers)
+            return
+        if "item" in raw:
+            self.fail(f"{path}.item", "items nested under a question are not supported", item)
+        self._read_question(item, raw, path, answers)
+
+    def _read_question(
+        self, item: Item, raw: Mapping[str, Any], path: str, answers: dict[str, Any]
+    ) -> None:
+        errors_before = len(self.errors)
+        raw_answers = raw.get("answer", [])
+        if not isinstance(raw_answers, list):
+            self.fail(f"{path}.answer", "must be a list", item)
+            return
+        if not raw_answers:
+            return  # the question is left unanswered
+        if item.type != "multiple-choice" and len(raw_answers) > 1:
+            self.fail(f"{path}.answer", "this question takes a single answer", item)
+            return
+        values = []
+        for position, raw_answer in enumerate(raw_answers):
+            value, message = _read_answer(self.q, item, raw_answer, self.base_url)
+            if message is not None:
+                self.fail(f"{path}.answer[{position}]", message, item)
+            values.append(value)
+        if len(self.errors) == errors_before:
+            answers[item.id] = values if item.type == "multiple-choice" else values[0]
+
+
+def _expected_keys(item: Item) -> list[str]:
+    """The ``value[x]`` an answer to ``item`` may carry."""
+    if item.type not in CHOICE_TYPES:
+        return [VALUE_KEY[item.type]]
+    kinds = {option.kind for option in item.options}
+    keys = [key for kind, key in _OPTION_KEY.items() if kind in kinds]
+    if item.open_choice and "valueString" not in keys:
+        keys.append("valueString")
+    return keys
 
 
 def _read_answer(
@@ -457,19 +600,20 @@ def _read_answer(
     if not isinstance(raw, Mapping):
         return None, "must be an object"
     if "item" in raw:
-        return None, "nested items (groups) are not supported"
+        return None, "items nested under an answer are not supported"
     if "modifierExtension" in raw:
         return None, "modifier extensions are not supported"
-    expected = VALUE_KEY[item.type]
+    expected = _expected_keys(item)
     keys = [key for key in raw if isinstance(key, str) and key.startswith("value")]
-    if keys != [expected]:
-        return None, f"must have exactly one value, {expected}, for a {item.type} question"
-    value = raw[expected]
-    if expected == "valueCoding":
+    if len(keys) != 1 or keys[0] not in expected:
+        return None, f"must have exactly one value, {' or '.join(expected)}, for this question"
+    key = keys[0]
+    value = raw[key]
+    if key == "valueCoding":
         return _read_coding(q, item, value, base_url)
-    if not _json_type_fits(expected, value):
-        return None, f"{expected} must be {_JSON_TYPE_PHRASE[expected]}"
-    if expected == "valueInteger" and not _INT32_MIN <= value <= _INT32_MAX:
+    if not _json_type_fits(key, value):
+        return None, f"{key} must be {_JSON_TYPE_PHRASE[key]}"
+    if key == "valueInteger" and not _INT32_MIN <= value <= _INT32_MAX:
         return None, "valueInteger must be a 32-bit integer"
     return value, None
 
@@ -479,11 +623,19 @@ def _read_coding(
 ) -> tuple[Any, str | None]:
     if not isinstance(coding, Mapping):
         return None, "valueCoding must be an object"
-    system = coding.get("system")
-    expected_system = code_system_url(q, item, base_url=base_url)
-    if system is not None and system != expected_system:
-        return None, f"valueCoding.system must be {expected_system} (or left out)"
     code = coding.get("code")
     if not isinstance(code, str):
         return None, "valueCoding.code must be a string"
+    system = coding.get("system")
+    option = find_option(item.options, code)
+    if option is not None and option.kind == "coding":
+        expected_system = option.system or code_system_url(q, item, base_url=base_url)
+        if system is not None and system != expected_system:
+            return None, f"valueCoding.system must be {expected_system} (or left out)"
+        return code, None
+    if item.open_choice:
+        return None, "valueCoding must be one of the options (free text is a valueString)"
+    systems = {o.system or code_system_url(q, item, base_url=base_url) for o in item.options}
+    if system is not None and system not in systems:
+        return None, "valueCoding.system must be the system of the item's options (or left out)"
     return code, None

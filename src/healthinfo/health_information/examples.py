@@ -105,3 +105,49 @@ PUBLISH_QUESTIONNAIRE: Final[dict[str, Example]] = {
         },
     ),
 }
+
+PUBLISH_FHIR_QUESTIONNAIRE: Final[dict[str, Example]] = {
+    "fhir": _example(
+        "A FHIR R4 Questionnaire: a group, a condition, a repeating group (docs/fhir.md)",
+        {
+            "resourceType": "Questionnaire",
+            "id": "example-fhir-screening",
+            "version": "1",
+            "title": "Example FHIR screening",
+            "status": "active",
+            "item": [
+                {
+                    "linkId": "lifestyle",
+                    "text": "Lifestyle",
+                    "type": "group",
+                    "item": [
+                        {"linkId": "smoker", "text": "Do you smoke?", "type": "boolean"},
+                        {
+                            "linkId": "perDay",
+                            "text": "How many a day?",
+                            "type": "integer",
+                            "enableWhen": [
+                                {"question": "smoker", "operator": "=", "answerBoolean": True}
+                            ],
+                        },
+                    ],
+                },
+                {
+                    "extension": [
+                        {
+                            "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs",
+                            "valueInteger": 20,
+                        }
+                    ],
+                    "linkId": "medications",
+                    "text": "Medications",
+                    "type": "group",
+                    "repeats": True,
+                    "item": [
+                        {"linkId": "name", "text": "Name", "type": "string", "required": True}
+                    ],
+                },
+            ],
+        },
+    ),
+}

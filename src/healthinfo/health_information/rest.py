@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from healthinfo.api.openapi import READ_ERRORS, WRITE_ERRORS, json_body, ok, pro
 from healthinfo.api.responses import json_response, representation
 from healthinfo.auth.access import Permission
 from healthinfo.common.pagination import DEFAULT_LIMIT
+from healthinfo.common.uow import UnitOfWork
 from healthinfo.fhir.mapping import answers_from_fhir
 from healthinfo.fhir.rest import (
     FHIR_JSON,
@@ -141,15 +142,35 @@ async def put_health_information(
     fhir_body = is_fhir(request.headers.get("content-type"))
     base_version: int | None = None
     choice: QuestionnaireChoice | None = None
+    answers: dict[str, Any] = {}
     if fhir_body:
-        questionnaire = svc.questionnaires.shipped_default()
-        answers, submitted = answers_from_fhir(data, questionnaire)
+        # The answers are read against the kit's own questionnaire version, known only in
+        # the write's transaction (after the access check); the action follows the status.
+        submitted = data.get("status") == "completed"
         if_match = fhir_if_match(if_match)  # FHIR's version-aware update: If-Match: W/"<n>"
     else:
         body = ReplaceAnswers.parse(data)
         answers, submitted, base_version = body.answers, body.submitted, body.base_version
         choice = body.questionnaire.choice() if body.questionnaire else None
     as_fhir = prefers_fhir(request.headers.get("accept"), default=fhir_body)
+
+    async def replace(uow: UnitOfWork) -> WriteResult:
+        written = answers
+        if fhir_body:
+            await svc.kits.authorize_write(uow, ctx, kit_id)
+            q = await svc.health_information.questionnaire_of(uow, kit_id)
+            written = answers_from_fhir(data, q).answers
+        return await svc.health_information.replace(
+            uow,
+            ctx,
+            kit_id,
+            written,
+            submit=submitted,
+            if_match=if_match,
+            if_none_match=if_none_match,
+            base_version=base_version,
+            questionnaire=choice,
+        )
 
     def render(result: WriteResult) -> Response:
         status = 201 if result.created else 200
@@ -168,17 +189,7 @@ async def put_health_information(
         action=SUBMIT if submitted else SAVE,
         kit_id=kit_id,
         render=render,
-        operation=lambda uow: svc.health_information.replace(
-            uow,
-            ctx,
-            kit_id,
-            answers,
-            submit=submitted,
-            if_match=if_match,
-            if_none_match=if_none_match,
-            base_version=base_version,
-            questionnaire=choice,
-        ),
+        operation=replace,
     )
 
 

@@ -28,7 +28,9 @@ from healthinfo.questionnaires.model import (
     CHOICE_TYPES,
     ORDERED_TYPES,
     DefinitionError,
+    is_option_value,
     parse_iso_date,
+    parse_temporal,
 )
 
 if TYPE_CHECKING:
@@ -108,21 +110,32 @@ class EnablementPlan:
         wanted = item.enable_behavior == "any"
         for condition in conditions:
             question = condition.question
-            if row is not None and row_off is not None and self.nodes[question].row_group:
+            target = self.nodes[question]
+            if row is not None and row_off is not None and target.row_group:
                 value = None if question in row_off else row.get(question)
             else:
                 value = None if question in off else answers.get(question)
-            if holds(condition, value) is wanted:
+            if holds(condition, value, target.item.type) is wanted:
                 return wanted
         return not wanted
 
 
-def holds(condition: Condition, value: Any) -> bool:
-    """One condition against the named item's answer (``None``: no answer, or disabled)."""
+_INSTANT_TYPES: Final = frozenset({"dateTime", "time"})
+
+
+def holds(condition: Condition, value: Any, kind: str | None = None) -> bool:
+    """One condition against the named item's answer (``None``: no answer, or disabled).
+
+    ``kind`` is the named item's type: dateTimes and times are compared as instants and
+    times of day (``10:00:00+01:00`` equals ``09:00:00Z``), not as strings.
+    """
     operator, expected = condition.operator, condition.answer
     if operator == "exists":
         return (value is not None and value != []) is expected
     values = value if isinstance(value, list) else ([] if value is None else [value])
+    if kind in _INSTANT_TYPES:
+        expected = parse_temporal(kind, expected)
+        values = [parsed for v in values if (parsed := parse_temporal(kind, v)) is not None]
     if operator == "=":
         return any(_same(v, expected) for v in values)
     if operator == "!=":
@@ -144,7 +157,7 @@ def _is_number(value: Any) -> bool:
 def _compare(operator: str, value: Any, expected: Any) -> bool:
     if not (
         (_is_number(value) and _is_number(expected))
-        or (isinstance(value, str) and isinstance(expected, str))
+        or (type(value) is type(expected) and not _is_number(value) and value is not None)
     ):
         return False
     if operator == ">":
@@ -233,8 +246,11 @@ def _answer_fits(target: Item, answer: Any) -> bool:
         return _is_number(answer) and (isinstance(answer, int) or math.isfinite(answer))
     if kind == "date":
         return isinstance(answer, str) and parse_iso_date(answer) is not None
+    if kind in _INSTANT_TYPES:
+        return parse_temporal(kind, answer) is not None
     if kind in CHOICE_TYPES:
-        return isinstance(answer, str) and answer in {o.value for o in target.options}
+        listed = is_option_value(answer) and answer in target.option_values
+        return listed or (target.open_choice and isinstance(answer, str) and bool(answer.strip()))
     return isinstance(answer, str) and bool(answer)
 
 

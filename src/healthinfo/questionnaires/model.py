@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any, Final, Literal, get_args
 
 ItemType = Literal[
@@ -20,6 +20,8 @@ ItemType = Literal[
     "integer",
     "decimal",
     "date",
+    "dateTime",
+    "time",
     "string",
     "text",
     "single-choice",
@@ -36,11 +38,31 @@ TEXT_TYPES: Final[frozenset[str]] = frozenset({"string", "text"})
 STRUCTURAL_TYPES: Final[frozenset[str]] = frozenset({"display", "group"})
 """Items that are never answered by their own id (a repeating group is, as a list of rows)."""
 OPERATORS: Final[frozenset[str]] = frozenset({"exists", "=", "!=", ">", "<", ">=", "<="})
-ORDERED_TYPES: Final[frozenset[str]] = frozenset({"integer", "decimal", "date"})
+ORDERED_TYPES: Final[frozenset[str]] = frozenset({"integer", "decimal", "date", "dateTime", "time"})
+TEMPORAL_TYPES: Final[frozenset[str]] = frozenset({"date", "dateTime", "time"})
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+RESERVED_EXTENSIONS: Final[frozenset[str]] = frozenset(
+    {
+        "http://hl7.org/fhir/StructureDefinition/minValue",
+        "http://hl7.org/fhir/StructureDefinition/maxValue",
+        "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs",
+    }
+)
+"""FHIR extensions the FHIR mapping derives from the definition itself (bounds, ``maxItems``):
+``fhirExtensions`` may not carry them, or an exported item would state its bounds twice."""
 
 # Without a limit a single answer could be megabytes; these are the limits when a text item
 # does not set its own.
 DEFAULT_MAX_LENGTH: Final[Mapping[str, int]] = {"string": 200, "text": 4000}
+OPEN_CHOICE_MAX_LENGTH: Final = 200
+"""The limit on the free text of an open choice when the definition sets none."""
+
+TEMPORAL_PHRASE: Final[Mapping[str, str]] = {
+    "date": "a date YYYY-MM-DD",
+    "dateTime": "a date and time YYYY-MM-DDThh:mm:ss with a zone (Z or +hh:mm)",
+    "time": "a time hh:mm:ss",
+}
 
 TODAY: Final = "today"
 """A date bound meaning "the current date (UTC) when the answer is checked"."""
@@ -48,6 +70,13 @@ TODAY: Final = "today"
 # 1–255 printable characters, so that a FHIR linkId ("1.1", "/69671-6") is kept as it is.
 _ID_PATTERN: Final = re.compile(r"(?=\S)[^\x00-\x1f\x7f]{1,255}(?<=\S)")
 _ISO_DATE_PATTERN: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# FHIR R4 dateTime with a time: "If hours and minutes are specified, a time zone SHALL be
+# populated"; seconds are required here so that one instant has few spellings.
+_DATETIME_PATTERN: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+# FHIR R4 time (without the leap second 60, which Python cannot represent).
+_TIME_PATTERN: Final = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?")
 
 _ITEM_KEYS: Final = frozenset(
     {
@@ -62,6 +91,9 @@ _ITEM_KEYS: Final = frozenset(
         "maxLength",
         "maxItems",
         "items",
+        "openChoice",
+        "readOnly",
+        "fhirExtensions",
         "repeats",
         "enableWhen",
         "enableBehavior",
@@ -72,6 +104,8 @@ _REQUIRED_ITEM_KEYS: Final = frozenset({"id", "text", "type", "required", "secti
 _STRUCTURAL_REQUIRED_KEYS: Final = frozenset({"id", "text", "type"})
 _CONDITION_KEYS: Final = frozenset({"question", "operator", "answer"})
 _QUESTIONNAIRE_KEYS: Final = frozenset({"id", "version", "title", "items"})
+_OPTIONAL_QUESTIONNAIRE_KEYS: Final = frozenset({"url", "fhirExtensions"})
+_OPTION_KEYS: Final = frozenset({"value", "label", "system"})
 
 
 def parse_iso_date(value: str) -> date | None:
@@ -88,6 +122,46 @@ def parse_iso_date(value: str) -> date | None:
         return None
 
 
+def parse_datetime(value: str) -> datetime | None:
+    """Read a FHIR dateTime with date, time and zone (``2024-01-02T10:00:00+01:00``)."""
+    if not _DATETIME_PATTERN.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_time(value: str) -> time | None:
+    """Read a FHIR time ``hh:mm:ss`` (fractions of a second allowed)."""
+    if not _TIME_PATTERN.fullmatch(value):
+        return None
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_temporal(kind: str, value: object) -> date | datetime | time | None:
+    """A date, dateTime or time answer (or bound) as a comparable value; ``None``: not one."""
+    if not isinstance(value, str):
+        return None
+    if kind == "date":
+        return parse_iso_date(value)
+    if kind == "dateTime":
+        return parse_datetime(value)
+    return parse_time(value)
+
+
+def is_option_value(value: object) -> bool:
+    """An option value: a non-empty string, or a 32-bit integer (never a boolean)."""
+    if isinstance(value, str):
+        return bool(value)
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and INT32_MIN <= value <= INT32_MAX
+    )
+
+
 def _is_finite_number(value: object) -> bool:
     # bool is an int subclass; True as a bound is always a mistake.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -97,16 +171,53 @@ def _is_finite_number(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """One choice: ``value`` is what is stored and sent back, ``label`` what people read."""
+    """One choice: ``value`` is what is stored and sent back, ``label`` what people read.
 
-    value: str
-    label: str
+    Three kinds, as FHIR's ``answerOption``: a coded option (a string ``value`` with a
+    ``label`` and/or a code ``system``: ``valueCoding``), a plain string (a string ``value``
+    alone: ``valueString``) and an integer (``valueInteger``, no label or system).
+    """
+
+    value: str | int
+    label: str | None = None
+    system: str | None = None
+
+    @property
+    def kind(self) -> Literal["coding", "string", "integer"]:
+        if isinstance(self.value, int):
+            return "integer"
+        return "coding" if self.label is not None or self.system is not None else "string"
+
+    @property
+    def shown(self) -> str:
+        """What people read: the label, else the value itself."""
+        return self.label if self.label is not None else str(self.value)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.value, str) or not self.value:
-            raise ValueError("option value must be a non-empty string")
-        if not isinstance(self.label, str) or not self.label:
+        if not is_option_value(self.value):
+            raise ValueError("option value must be a non-empty string or a 32-bit integer")
+        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
             raise ValueError(f"option {self.value!r} needs a non-empty label")
+        if self.system is not None and (
+            not isinstance(self.system, str) or not self.system.strip()
+        ):
+            raise ValueError(f"option {self.value!r}: system must be a non-empty string")
+        if isinstance(self.value, int) and (self.label is not None or self.system is not None):
+            raise ValueError(f"integer option {self.value!r} has neither label nor system")
+
+    def to_public_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"value": self.value}
+        if self.label is not None:
+            data["label"] = self.label
+        if self.system is not None:
+            data["system"] = self.system
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> Option:
+        if not isinstance(data, Mapping) or "value" not in data or data.keys() - _OPTION_KEYS:
+            raise ValueError("options must be a list of {value, label, system} objects")
+        return cls(value=data["value"], label=data.get("label"), system=data.get("system"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +253,13 @@ class Condition:
 class Item:
     """One question.
 
-    ``minimum``/``maximum`` are numbers for numeric items and ISO dates (or ``"today"``) for
-    date items. For string and text items ``max_length`` is filled with the default limit, so
-    it always states the limit actually enforced.
+    ``minimum``/``maximum`` are numbers for numeric items, ISO dates (or ``"today"``) for
+    date items, dateTimes and times for those. For string and text items, and the free text
+    of an open choice, ``max_length`` is filled with the default limit, so it always states
+    the limit actually enforced. ``open_choice``: a choice that also takes free text (FHIR's
+    ``open-choice``). ``read_only`` and ``fhir_extensions`` are carried for forms and FHIR
+    (``readOnly``, other ``extension``s) and not enforced: an answer to a read-only item may
+    come from the form's own calculation.
     """
 
     id: str
@@ -161,7 +276,10 @@ class Item:
     repeats: bool = False
     enable_when: tuple[Condition, ...] = ()
     enable_behavior: Literal["all", "any"] | None = None
-    option_values: frozenset[str] = field(init=False, repr=False, compare=False)
+    open_choice: bool = False
+    read_only: bool = False
+    fhir_extensions: tuple[Any, ...] = field(default=(), hash=False)
+    option_values: frozenset[str | int] = field(init=False, repr=False, compare=False)
 
     @property
     def is_answerable(self) -> bool:
@@ -175,6 +293,8 @@ class Item:
             raise ValueError(f"item {self.id!r}: {exc}") from None
         if self.type in TEXT_TYPES and self.max_length is None:
             object.__setattr__(self, "max_length", DEFAULT_MAX_LENGTH[self.type])
+        if self.open_choice and self.max_length is None:
+            object.__setattr__(self, "max_length", OPEN_CHOICE_MAX_LENGTH)
         # Looked up for every choice answer validated: built once, not per answer.
         object.__setattr__(self, "option_values", frozenset(o.value for o in self.options))
 
@@ -186,12 +306,11 @@ class Item:
             raise ValueError(f"unknown type {self.type!r}")
         if not isinstance(self.text, str) or not self.text.strip():
             raise ValueError("text must be a non-empty string")
-        if not isinstance(self.section, str) or (
-            not self.section.strip() and self.type not in STRUCTURAL_TYPES
-        ):
-            raise ValueError("section must be a non-empty string")
+        if not isinstance(self.section, str) or (self.section and not self.section.strip()):
+            raise ValueError('section must be a string (not blank; "" for none)')
         if not isinstance(self.required, bool):
             raise ValueError("required must be true or false")
+        self._check_flags()
         self._check_structure()
         self._check_options()
         self._check_bounds()
@@ -216,6 +335,24 @@ class Item:
         if self.enable_behavior is not None and not self.enable_when:
             raise ValueError("enableBehavior needs enableWhen")
 
+    def _check_flags(self) -> None:
+        if not isinstance(self.open_choice, bool):
+            raise ValueError("openChoice must be true or false")
+        if self.open_choice and self.type not in CHOICE_TYPES:
+            raise ValueError(f"a {self.type} item cannot be an open choice")
+        if not isinstance(self.read_only, bool):
+            raise ValueError("readOnly must be true or false")
+        if self.read_only and self.type == "display":
+            raise ValueError("a display item is never answered, so it cannot be read-only")
+        extensions = self.fhir_extensions
+        if not isinstance(extensions, tuple) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("url"), str) and e["url"]
+            for e in extensions
+        ):
+            raise ValueError("fhirExtensions must be a list of objects with a url")
+        if any(e["url"] in RESERVED_EXTENSIONS for e in extensions):
+            raise ValueError("fhirExtensions cannot carry bounds or maxOccurs: use the item's own")
+
     def _check_options(self) -> None:
         if self.type in CHOICE_TYPES:
             if not self.options:
@@ -223,6 +360,9 @@ class Item:
             values = [option.value for option in self.options]
             if len(set(values)) != len(values):
                 raise ValueError("option values must be distinct")
+            if self.open_choice and any(isinstance(value, int) for value in values):
+                # free text and an integer option would need two JSON types for one answer
+                raise ValueError("an open choice cannot have integer options")
         elif self.options:
             raise ValueError(f"a {self.type} item cannot have options")
 
@@ -239,6 +379,9 @@ class Item:
         elif self.type == "date":
             if not all(isinstance(b, str) and (b == TODAY or parse_iso_date(b)) for b in bounds):
                 raise ValueError('minimum and maximum must be dates YYYY-MM-DD or "today"')
+        elif self.type in ("dateTime", "time"):
+            if not all(parse_temporal(self.type, b) is not None for b in bounds):
+                raise ValueError(f"minimum and maximum must be {TEMPORAL_PHRASE[self.type]}")
         else:
             raise ValueError(f"a {self.type} item cannot have minimum or maximum")
         low, high = self._comparable_bounds()
@@ -247,6 +390,8 @@ class Item:
 
     def _comparable_bounds(self) -> tuple[Any, Any]:
         """Bounds as comparable values; ``"today"`` moves, so it is left out of the check."""
+        if self.type in ("dateTime", "time"):
+            return parse_temporal(self.type, self.minimum), parse_temporal(self.type, self.maximum)
         if self.type != "date":
             return self.minimum, self.maximum
 
@@ -257,7 +402,7 @@ class Item:
 
     def _check_limits(self) -> None:
         if self.max_length is not None:
-            if self.type not in TEXT_TYPES:
+            if self.type not in TEXT_TYPES and not self.open_choice:
                 raise ValueError(f"a {self.type} item cannot have maxLength")
             if not _is_positive_int(self.max_length):
                 raise ValueError("maxLength must be a positive integer")
@@ -271,7 +416,7 @@ class Item:
         data: dict[str, Any] = {"id": self.id, "text": self.text, "type": self.type}
         if self.type not in STRUCTURAL_TYPES or self.required:
             data["required"] = self.required
-        if self.section:
+        if self.section or self.type not in STRUCTURAL_TYPES:
             data["section"] = self.section
         if self.items:
             data["items"] = [child.to_public_dict() for child in self.items]
@@ -282,7 +427,13 @@ class Item:
         if self.enable_behavior is not None:
             data["enableBehavior"] = self.enable_behavior
         if self.options:
-            data["options"] = [{"value": o.value, "label": o.label} for o in self.options]
+            data["options"] = [option.to_public_dict() for option in self.options]
+        if self.open_choice:
+            data["openChoice"] = True
+        if self.read_only:
+            data["readOnly"] = True
+        if self.fhir_extensions:
+            data["fhirExtensions"] = list(self.fhir_extensions)
         optional = {
             "minimum": self.minimum,
             "maximum": self.maximum,
@@ -313,15 +464,19 @@ class Item:
             # A misspelt "maxlength" would otherwise silently drop a limit.
             raise ValueError(f"{name}: unknown keys {', '.join(sorted(map(str, unknown)))}")
         raw_options = data.get("options", [])
-        if not isinstance(raw_options, list) or not all(
-            isinstance(o, Mapping) and o.keys() == {"value", "label"} for o in raw_options
-        ):
-            raise ValueError(f"{name}: options must be a list of {{value, label}} objects")
+        if not isinstance(raw_options, list):
+            raise ValueError(f"{name}: options must be a list of {{value, label, system}} objects")
         try:
-            options = tuple(Option(value=o["value"], label=o["label"]) for o in raw_options)
+            options = tuple(Option.from_dict(o) for o in raw_options)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
+        extensions = data.get("fhirExtensions", [])
+        if not isinstance(extensions, list):
+            raise ValueError(f"{name}: fhirExtensions must be a list")
         own_section = data.get("section", section if section is not None else "")
+        if section and own_section == "":
+            # "" is "no section"; inside a group that has one, an item is in it or in another.
+            raise ValueError(f"{name}: section must not be empty inside a group with a section")
         return cls(
             id=data["id"],
             text=data["text"],
@@ -337,6 +492,9 @@ class Item:
             repeats=data.get("repeats", False),
             enable_when=_conditions(data.get("enableWhen", []), name),
             enable_behavior=data.get("enableBehavior"),
+            open_choice=data.get("openChoice", False),
+            read_only=data.get("readOnly", False),
+            fhir_extensions=tuple(extensions),
         )
 
 
@@ -401,6 +559,7 @@ class Questionnaire:
     title: str
     items: tuple[Item, ...]
     url: str | None = None
+    fhir_extensions: tuple[Any, ...] = field(default=(), hash=False)
     _by_id: Mapping[str, Item] = field(init=False, repr=False, compare=False)
     _answerable: Mapping[str, Item] = field(init=False, repr=False, compare=False)
     _required_ids: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -414,6 +573,11 @@ class Questionnaire:
                 raise ValueError(f"questionnaire {name} must be a non-empty string")
         if not self.items:
             raise ValueError(f"questionnaire {self.id!r} has no items")
+        if not isinstance(self.fhir_extensions, tuple) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("url"), str) and e["url"]
+            for e in self.fhir_extensions
+        ):
+            raise ValueError("questionnaire fhirExtensions must be a list of objects with a url")
         plan = compile_plan(self.items)
         by_id = {node.item.id: node.item for node in plan.nodes.values()}
         answerable = {
@@ -472,6 +636,8 @@ class Questionnaire:
         }
         if self.url is not None:
             data["url"] = self.url
+        if self.fhir_extensions:
+            data["fhirExtensions"] = list(self.fhir_extensions)
         return data
 
     @classmethod
@@ -485,7 +651,7 @@ class Questionnaire:
         missing = _QUESTIONNAIRE_KEYS - data.keys()
         if missing:
             raise ValueError(f"questionnaire definition is missing {', '.join(sorted(missing))}")
-        unknown = data.keys() - _QUESTIONNAIRE_KEYS - {"url"}
+        unknown = data.keys() - _QUESTIONNAIRE_KEYS - _OPTIONAL_QUESTIONNAIRE_KEYS
         if unknown:
             names = ", ".join(sorted(map(str, unknown)))
             raise ValueError(f"questionnaire definition has unknown keys {names}")
@@ -504,10 +670,18 @@ class Questionnaire:
         if errors:
             raise DefinitionError(errors)
         url = data.get("url")
-        if url is not None and not isinstance(url, str):
-            raise ValueError("questionnaire url must be a string")
+        if url is not None and (not isinstance(url, str) or not url.strip()):
+            raise ValueError("questionnaire url must be a non-empty string")
+        extensions = data.get("fhirExtensions", [])
+        if not isinstance(extensions, list):
+            raise ValueError("questionnaire fhirExtensions must be a list")
         return cls(
-            id=data["id"], version=data["version"], title=data["title"], items=tuple(items), url=url
+            id=data["id"],
+            version=data["version"],
+            title=data["title"],
+            items=tuple(items),
+            url=url,
+            fhir_extensions=tuple(extensions),
         )
 
 

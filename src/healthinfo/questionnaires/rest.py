@@ -23,7 +23,15 @@ from healthinfo.auth.actor import Actor
 from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.pagination import DEFAULT_LIMIT
 from healthinfo.errors import FieldError, Forbidden, ValidationFailed
-from healthinfo.fhir.rest import VARY, openapi_content, prefers_fhir, render_questionnaire
+from healthinfo.fhir.questionnaire_import import questionnaire_from_fhir
+from healthinfo.fhir.rest import (
+    FHIR_JSON,
+    VARY,
+    is_fhir,
+    openapi_content,
+    prefers_fhir,
+    render_questionnaire,
+)
 from healthinfo.health_information import examples
 from healthinfo.questionnaires.model import DefinitionError, Questionnaire
 from healthinfo.questionnaires.store import AUDIT_SUBJECT, PUBLISH, RETIRE, Published
@@ -101,8 +109,11 @@ def _decode(cursor: str) -> str:
         raise ValidationFailed([FieldError("cursor", "is not a cursor this API gave")]) from None
 
 
-def _render(q: Questionnaire, request: Request, *, status: int = 200, **headers: str) -> Response:
-    if prefers_fhir(request.headers.get("accept")):
+def _render(
+    q: Questionnaire, request: Request, *, status: int = 200, fhir: bool = False, **headers: str
+) -> Response:
+    """JSON or FHIR by ``Accept``; ``fhir``: what a wildcard ``Accept`` gets (a FHIR body's)."""
+    if prefers_fhir(request.headers.get("accept"), default=fhir):
         response = render_questionnaire(q)
         response.status_code = status
         response.headers.update(headers)
@@ -133,13 +144,18 @@ async def list_questionnaires(
     description=(
         "201 with `Location` for a new `(id, version)`; the same content again is 200; other "
         "content under a published `(id, version)` is 409 `questionnaire-version-exists`. "
-        "Every fault of the definition is a 422 field error naming its path."
+        "Every fault of the definition is a 422 field error naming its path. With "
+        "`Content-Type: application/fhir+json` the body is a FHIR R4 Questionnaire (the "
+        "supported constructs are in docs/fhir.md; anything else is a 422 naming each linkId "
+        "and construct); the response is then FHIR unless `Accept` asks for JSON."
     ),
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                JSON: {"schema": {"type": "object"}, "examples": examples.PUBLISH_QUESTIONNAIRE}
+                JSON: {"schema": {"type": "object"}, "examples": examples.PUBLISH_QUESTIONNAIRE},
+                FHIR_JSON: openapi_content("Questionnaire")[FHIR_JSON]
+                | {"examples": examples.PUBLISH_FHIR_QUESTIONNAIRE},
             },
         }
     },
@@ -151,7 +167,9 @@ async def list_questionnaires(
 )
 async def publish_questionnaire(request: Request, ctx: ContextDep, svc: ServicesDep) -> Response:
     _require_admin(ctx.actor)
-    questionnaire = _parse_definition(await read_json_object(request, media_types=(JSON,)))
+    data = await read_json_object(request, media_types=(JSON, FHIR_JSON))
+    fhir_body = is_fhir(request.headers.get("content-type"))
+    questionnaire = questionnaire_from_fhir(data) if fhir_body else _parse_definition(data)
     published: Published = await svc.writes.run(
         ctx,
         action=PUBLISH,
@@ -160,7 +178,8 @@ async def publish_questionnaire(request: Request, ctx: ContextDep, svc: Services
     )
     q = published.questionnaire
     location = f"/v1/questionnaires/{q.id}/versions/{q.version}"
-    return _render(q, request, status=201 if published.created else 200, Location=location)
+    status = 201 if published.created else 200
+    return _render(q, request, status=status, fhir=fhir_body, Location=location)
 
 
 @router.get(

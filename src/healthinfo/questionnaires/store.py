@@ -103,7 +103,7 @@ class QuestionnaireStore:
         return self._versions.get((questionnaire_id, version))
 
     def shipped_default(self) -> Questionnaire:
-        """The newest shipped version of the default questionnaire (FHIR bodies parse with it)."""
+        """The newest shipped version of the default questionnaire (when none is published)."""
         versions = [q for q in self._shipped if q.id == self.default_id]
         if not versions:
             raise NotFound(f"No questionnaire {self.default_id!r}.")

@@ -12,10 +12,19 @@ import math
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Any, Final
 
 from healthinfo.errors import FieldError
-from healthinfo.questionnaires.model import TODAY, Item, ItemType, Questionnaire, parse_iso_date
+from healthinfo.questionnaires.model import (
+    TEMPORAL_PHRASE,
+    TODAY,
+    Item,
+    ItemType,
+    Questionnaire,
+    is_option_value,
+    parse_iso_date,
+    parse_temporal,
+)
 
 Check = Callable[[Item, object, date], str | None]
 """Returns why ``value`` is not a valid answer to ``item``, or ``None`` when it is."""
@@ -210,6 +219,16 @@ def _check_date(item: Item, value: object, today: date) -> str | None:
     return f"must be a date YYYY-MM-DD{_bounds_phrase(item)}"
 
 
+def _check_temporal(item: Item, value: object, today: date) -> str | None:
+    """dateTime and time: one spelling per value (see ``model``), bounds compared as values."""
+    answer: Any = parse_temporal(item.type, value)
+    low, high = parse_temporal(item.type, item.minimum), parse_temporal(item.type, item.maximum)
+    # One type per item (a dateTime is always zoned), so the comparisons never mix types.
+    if answer is not None and (low is None or answer >= low) and (high is None or answer <= high):
+        return None
+    return f"must be {TEMPORAL_PHRASE[item.type]}{_bounds_phrase(item)}"
+
+
 def _has_forbidden_characters(value: str) -> bool:
     return any(
         unicodedata.category(char) in ("Cc", "Cs") and char not in _ALLOWED_CONTROLS
@@ -229,23 +248,32 @@ def _check_text(item: Item, value: object, today: date) -> str | None:
     return None
 
 
-def _option_values(item: Item) -> frozenset[str]:
-    return item.option_values
+def _is_listed(item: Item, value: object) -> bool:
+    # is_option_value first: True == 1 would otherwise find the integer option 1.
+    return is_option_value(value) and value in item.option_values
+
+
+def _choice_error(item: Item, value: object) -> str | None:
+    """Why ``value`` is not one choice of ``item`` (an option, or free text if open)."""
+    if _is_listed(item, value):
+        return None
+    if item.open_choice and isinstance(value, str):
+        return _check_text(item, value, date.min)
+    return "must be one of the listed options" + (" or text" if item.open_choice else "")
 
 
 def _check_single_choice(item: Item, value: object, today: date) -> str | None:
-    if isinstance(value, str) and value in _option_values(item):
-        return None
-    return "must be one of the listed options"
+    return _choice_error(item, value)
 
 
 def _check_multiple_choice(item: Item, value: object, today: date) -> str | None:
     if not isinstance(value, list):
         return "must be a list of the listed options"
-    allowed = _option_values(item)
-    if not all(isinstance(entry, str) and entry in allowed for entry in value):
-        return "must contain only the listed options"
-    if len(set(value)) != len(value):
+    for entry in value:
+        message = _choice_error(item, entry)
+        if message is not None:
+            return message if item.open_choice else "must contain only the listed options"
+    if len({(type(entry), entry) for entry in value}) != len(value):
         return "must not list the same option twice"
     if item.max_items is not None and len(value) > item.max_items:
         return f"must list at most {item.max_items} options"
@@ -257,6 +285,8 @@ _CHECKS: Final[Mapping[ItemType, Check]] = {
     "integer": _check_integer,
     "decimal": _check_decimal,
     "date": _check_date,
+    "dateTime": _check_temporal,
+    "time": _check_temporal,
     "string": _check_text,
     "text": _check_text,
     "single-choice": _check_single_choice,
