@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from tests.integration.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.backends import sqlite_url
+from tests.support.demo import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.live import LIVE_ENV, STARTUP_SECONDS
 from tests.support.server import ServerProcess
 
