@@ -609,3 +609,20 @@ async def test_an_unbound_kit_names_the_version_a_first_write_would_get(
     assert response.json() == {"id": "health-information", "version": "1"}
     saved = await client.put(hi_url(kit_id), json={"answers": {}}, headers=auth(user))
     assert saved.json()["questionnaire"] == response.json()
+
+
+@pytest.mark.parametrize(
+    "binding", [{"id": "\x00"}, {"id": "health-information", "version": "1\x00"}]
+)
+async def test_a_questionnaire_binding_with_control_characters_is_422(
+    client: httpx.AsyncClient, binding: dict[str, str]
+) -> None:
+    """Not a database error: PostgreSQL refuses NUL in text (found by Schemathesis)."""
+    kit_id, user = f"KIT-{uuid.uuid4().hex[:12]}", f"user-{uuid.uuid4().hex[:8]}"
+    claim = await client.post(
+        f"/v1/kits/{kit_id}/claim", json={"questionnaire": binding}, headers=auth(user)
+    )
+    put = await client.put(
+        hi_url(kit_id), json={"answers": {}, "questionnaire": binding}, headers=auth(user)
+    )
+    assert (claim.status_code, put.status_code) == (422, 422), (claim.text, put.text)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
+from healthinfo.common.identifiers import PRINTABLE_PATTERN
 from healthinfo.common.schemas import Document, StrictRequest
 from healthinfo.health_information.service import QuestionnaireChoice
 
@@ -13,8 +14,12 @@ from healthinfo.health_information.service import QuestionnaireChoice
 class QuestionnaireBinding(StrictRequest):
     """The questionnaire a kit's first write binds it to (``version``: the newest active)."""
 
-    id: str = Field(min_length=1, max_length=64)
-    version: str | None = Field(default=None, min_length=1, max_length=16)
+    # Printable only: a control character (NUL above all, which PostgreSQL refuses in text) is
+    # a 422, never a database error (Schemathesis found it on the claim).
+    id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE_PATTERN)
+    version: str | None = Field(
+        default=None, min_length=1, max_length=16, pattern=PRINTABLE_PATTERN
+    )
 
     def choice(self) -> QuestionnaireChoice:
         return QuestionnaireChoice(self.id, self.version)
