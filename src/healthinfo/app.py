@@ -47,6 +47,8 @@ from healthinfo.crypto.codec import EncryptedAnswerCodec
 from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.crypto.keystore import KeyStore
 from healthinfo.db import migrate
+from healthinfo.fhir import api as fhir_api
+from healthinfo.fhir.outcome import FHIR_PREFIX, OperationOutcomeMiddleware, rewrite_unexpected
 from healthinfo.forwarding import rest as forwarding_rest
 from healthinfo.forwarding.wiring import build_forwarding
 from healthinfo.health_information import rest as health_information_rest
@@ -339,6 +341,8 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         include_in_schema=True,
         generate_unique_id_function=legacy_operation_id,
     )
+    # FHIR only under /v1 (there is no legacy twin); other FHIR routers (Bulk Data) sit beside.
+    app.include_router(fhir_api.router, prefix=FHIR_PREFIX, dependencies=RATE_LIMITS)
     app.include_router(health.router)
     app.include_router(realtime_demo.router)
     install_docs(app)
@@ -346,11 +350,14 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     # Run when SIGTERM arrives, before uvicorn waits for connections (see infra/serving.py).
     app.state.exit_hooks = [services.hub.begin_shutdown]
     install_token_redaction()
-    install_problem_handlers(app)
+    install_problem_handlers(app, rewrite_unexpected=rewrite_unexpected)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.profiling_enabled:
         app.add_middleware(ProfilingMiddleware, tokens=services.tokens)
+    # Outside every middleware that answers with a problem (the body limit's 413 included),
+    # inside compression, so the problems it rewrites are never compressed yet.
+    app.add_middleware(OperationOutcomeMiddleware)
     add_compression(app)
     # Outside compression, so a HEAD gets the compressed GET's headers; inside the header
     # middleware below, so its OPTIONS answers and 405s carry theirs.

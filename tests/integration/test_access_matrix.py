@@ -106,6 +106,29 @@ CLAIM_CODES = Route("POST", "/kits/{kitId}/claim-codes")
 OWNER_PUT = Route("PUT", "/kits/{kitId}/owner", {"userId": "new-owner"})
 DELIVERIES = Route("GET", "/admin/deliveries")
 DELIVERY_RETRY = Route("POST", "/admin/deliveries/{id}/retry")
+# The FHIR base (/v1/fhir, no legacy twin); its refusals are OperationOutcome resources.
+FHIR_JSON = "application/fhir+json"
+KIT = "<the arranged kit>"  # a path parameter url_for replaces with the arranged kit's id
+FHIR_METADATA = Route("GET", "/fhir/metadata")
+FHIR_Q_READ = Route("GET", "/fhir/Questionnaire/{id}", params={"id": "health-information"})
+FHIR_Q_VREAD = Route(
+    "GET", "/fhir/Questionnaire/{id}/_history/{vid}", params={"id": "health-information"}
+)
+FHIR_Q_SEARCH = Route("GET", "/fhir/Questionnaire")
+FHIR_QR_READ = Route("GET", "/fhir/QuestionnaireResponse/{id}", params={"id": KIT})
+FHIR_QR_VREAD = Route("GET", "/fhir/QuestionnaireResponse/{id}/_history/{vid}", params={"id": KIT})
+FHIR_QR_SEARCH = Route("GET", "/fhir/QuestionnaireResponse")
+FHIR_QR_PUT = Route(
+    "PUT",
+    "/fhir/QuestionnaireResponse/{id}",
+    {
+        "resourceType": "QuestionnaireResponse",
+        "status": "in-progress",
+        "item": [{"linkId": "heightCm", "answer": [{"valueInteger": 181}]}],
+    },
+    FHIR_JSON,
+    params={"id": KIT},
+)
 
 # The callers, in the order of the table's columns. The first five carry no valid token; the
 # forged ones claim to be an admin, so a 401 there proves the token, not the role, was refused.
@@ -163,6 +186,17 @@ _TABLE: dict[Route, tuple[int, ...]] = {
     HI_QUESTIONNAIRE: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
     # Moving a kit to another questionnaire version is a write (here: to the one it has).
     HI_MOVE:         (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
+    # The FHIR base: the same rules as the routes it adapts. metadata needs no token (forged
+    # ones are not even looked at); a search answers every caller, with the kits they may
+    # read (none, for a stranger or an auditor: tests/integration/test_fhir_api.py).
+    FHIR_METADATA:   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_READ:     (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_VREAD:    (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_SEARCH:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    FHIR_QR_READ:    (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    FHIR_QR_VREAD:   (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    FHIR_QR_SEARCH:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    FHIR_QR_PUT:     (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
 }
 # fmt: on
 
@@ -279,7 +313,9 @@ def url_for(route: Route, kit: Arrangement, prefix: str = "/v1") -> str:
         "userId": target,
         "questionnaireId": "health-information",
         "id": "no-such-delivery",
+        "vid": "1",
     } | route.params
+    params = {name: kit.kit_id if value == KIT else value for name, value in params.items()}
     path = route.path.format(**params)
     return prefix + path
 
@@ -369,8 +405,10 @@ async def test_matrix_names_only_routes_the_app_serves(app: FastAPI) -> None:
 
 
 async def test_every_v1_route_has_a_legacy_twin(app: FastAPI) -> None:
+    """The FHIR base is new in /v1: it has no unversioned twin (docs/fhir.md)."""
     legacy = app_routes(app, "/")
-    missing = sorted(route for route in app_routes(app, "/v1/") if route not in legacy)
+    versioned = {r for r in app_routes(app, "/v1/") if not r[1].startswith("/fhir/")}
+    missing = sorted(route for route in versioned if route not in legacy)
     assert not missing, f"/v1 routes without an unversioned legacy route: {missing}"
 
 
@@ -386,7 +424,11 @@ async def test_route_answers_caller_as_the_matrix_says(
         return
     response = await call(client, route, caller, kit)
     assert response.status_code == expected, response.text
-    if route.code_for(expected) is not None:
+    if route.code_for(expected) is not None and route.path.startswith("/fhir/"):
+        assert response.headers["content-type"].startswith(FHIR_JSON)
+        coding = response.json()["issue"][0]["details"]["coding"][0]
+        assert coding["code"] == route.code_for(expected)
+    elif route.code_for(expected) is not None:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == route.code_for(expected)
     if expected >= 400:

@@ -31,6 +31,7 @@ def concrete(template: str, kit_id: str = "K1") -> str:
     values = {
         "kitId": kit_id,
         "version": "1",
+        "vid": "1",  # a FHIR version id (/v1/fhir)
         "userId": "u1",
         "id": str(uuid.uuid4()),
         "questionnaireId": "health-information",

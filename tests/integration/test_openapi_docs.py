@@ -475,6 +475,7 @@ PREPARATIONS: dict[str, tuple[Prepare, tuple[str, ...]]] = {
     "putOwner": (_saved, ("admin",)),
     "publishQuestionnaire": (_nothing, ("admin",)),
     "moveQuestionnaire": (_saved, ()),
+    "updateQuestionnaireResponse": (_nothing, ()),
 }
 
 
@@ -510,7 +511,11 @@ async def test_every_request_body_example_is_accepted_by_the_api(
         prepare, roles = PREPARATIONS[operation_id]
         kit_id = f"KIT-{uuid.uuid4().hex[:12]}"
         await prepare(client, kit_id, user)
-        url = path.replace("{kitId}", kit_id).replace("{userId}", f"member-{user}")
+        url = (
+            path.replace("{kitId}", kit_id)
+            .replace("{userId}", f"member-{user}")
+            .replace("{id}", kit_id)  # the FHIR base: a QuestionnaireResponse id is the kit id
+        )
         response = await client.request(
             method,
             url,

@@ -78,8 +78,10 @@ from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
+from healthinfo.api.openapi_docs import NO_TOKEN_PATHS
 from healthinfo.app import create_app
 from healthinfo.config import Settings
+from healthinfo.fhir.outcome import PROBLEM_SYSTEM
 from healthinfo.infra.logging import ProtocolChatterFilter, build_formatter, configure_logging
 from tests.support.answers import COMPLETE
 from tests.support.backends import BACKENDS
@@ -93,6 +95,8 @@ MIN_CASES = 10_000 if FULL else 1_000
 MIN_COVERAGE_CASES = 500
 MAX_RESPONSE_SECONDS = 10.0  # what ``--checks all`` sets
 PROBLEM_JSON = "application/problem+json"
+FHIR_JSON = "application/fhir+json"
+FHIR_BASE = "/v1/fhir"
 PROBLEM_MEMBERS = ("type", "title", "status", "detail", "code", "requestId")
 STREAMING = r"/(events|ws)$"
 # Every test here runs on the one fuzzing backend.
@@ -195,6 +199,8 @@ def problem_json_for_errors(ctx: CheckContext, response: Response, case: Case[An
     if response.status_code < 400:
         return None
     content_type = (_header(response, "content-type") or "").split(";")[0].strip()
+    if case.path.startswith(FHIR_BASE + "/"):
+        return _operation_outcome(response, content_type)
     assert content_type == PROBLEM_JSON, (
         f"{response.status_code} answered with Content-Type {content_type!r}, not {PROBLEM_JSON}"
     )
@@ -208,6 +214,24 @@ def problem_json_for_errors(ctx: CheckContext, response: Response, case: Case[An
     assert body["type"] == f"/problems/{body['code']}", "problem type does not match its code"
     if _header(response, "idempotent-replayed") != "true":  # a replay is the stored response
         assert body["requestId"] == _header(response, "x-request-id"), "requestId != X-Request-ID"
+    return True
+
+
+def _operation_outcome(response: Response, content_type: str) -> bool:
+    """Under the FHIR base, errors are OperationOutcome with the problem code (fhir/outcome.py)."""
+    assert content_type == FHIR_JSON, (
+        f"{response.status_code} under the FHIR base is {content_type!r}"
+    )
+    body = json.loads(response.content)
+    assert body.get("resourceType") == "OperationOutcome", "not an OperationOutcome"
+    first = body["issue"][0]
+    coding = first["details"]["coding"][0]
+    assert coding["system"] == PROBLEM_SYSTEM, "issue[0] does not carry the problem code"
+    assert isinstance(coding["code"], str), "problem code is not a string"
+    assert coding["code"], "problem code is empty"
+    if _header(response, "idempotent-replayed") != "true":
+        request_id = _header(response, "x-request-id")
+        assert first["diagnostics"].startswith(f"requestId {request_id}"), "requestId missing"
     return True
 
 
@@ -277,9 +301,16 @@ def reachable_path_parameters(seeded: Seeded) -> Callable[[Any, dict[str, Any]],
     """Half the cases keep their generated path; the others name seeded kits, users, versions."""
 
     def flatmap(context: Any, path_parameters: dict[str, Any] | None) -> Any:
-        if not path_parameters or not {"kitId", "questionnaireId"} & set(path_parameters):
+        if not path_parameters or not {"kitId", "questionnaireId", "id"} & set(path_parameters):
             return st.just(path_parameters)
         variants: list[dict[str, Any]] = []
+        if "id" in path_parameters:  # the FHIR base: a kit's (or a questionnaire's) FHIR id
+            for resource_id in (*seeded.kits, "health-information"):
+                variant = {**path_parameters, "id": resource_id}
+                if "vid" in path_parameters:
+                    variants.extend({**variant, "vid": v} for v in ("1", "2"))
+                else:
+                    variants.append(variant)
         if "questionnaireId" in path_parameters:
             variants.append({**path_parameters, "questionnaireId": "health-information"})
         if "kitId" in path_parameters:
@@ -569,8 +600,12 @@ def contract_gaps(spec: dict[str, Any]) -> dict[str, list[str]]:
     bearer = [
         n for n, s in schemes.items() if s.get("type") == "http" and s.get("scheme") == "bearer"
     ]
+    # api.md: "GET /v1/fhir/metadata … (no token needed)"; every other operation needs one.
     secured = bool(spec.get("security")) or all(
-        op.get("security") for ops in versioned.values() for op in ops.values()
+        op.get("security")
+        for path, ops in versioned.items()
+        if path not in NO_TOKEN_PATHS
+        for op in ops.values()
     )
     fhir = paths["/v1/kits/{kitId}/health-information"]["get"]["responses"]["200"]["content"]
     return {

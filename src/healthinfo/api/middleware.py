@@ -97,6 +97,8 @@ class BodyLimitMiddleware:
 
 
 VERSION_PREFIX = "/v1"
+# Where routers are mounted, the longest first: the FHIR base (fhir/api.py), then /v1.
+MOUNT_PREFIXES = ("/v1/fhir", VERSION_PREFIX)
 
 
 def route_template(scope: Scope) -> str:
@@ -109,8 +111,9 @@ def route_template(scope: Scope) -> str:
     if not isinstance(template, str):
         return "unmatched"
     path = str(scope.get("path", ""))
-    if path.startswith(VERSION_PREFIX + "/") and not template.startswith(VERSION_PREFIX + "/"):
-        return VERSION_PREFIX + template
+    for prefix in MOUNT_PREFIXES:
+        if path.startswith(prefix + "/") and not template.startswith(prefix + "/"):
+            return prefix + template
     return template
 
 

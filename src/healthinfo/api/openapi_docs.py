@@ -17,6 +17,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from healthinfo.api.openapi import Problem, problems
+from healthinfo.fhir.outcome import FHIR_PREFIX
+from healthinfo.fhir.rest import openapi_content
 from healthinfo.health_information.schemas import (
     Amendment,
     MoveQuestionnaire,
@@ -42,6 +44,11 @@ TAGS: Final = (
     ("kits", "Claim a kit and manage who may read or edit it."),
     ("questionnaires", "The questionnaire definitions answers are checked against."),
     ("compliance", "Audit trail and export."),
+    (
+        "FHIR",
+        "A FHIR R4 REST base at `/v1/fhir` for FHIR client libraries: `application/fhir+json`, "
+        "errors as `OperationOutcome` (docs/fhir.md).",
+    ),
     ("forwarding", "Deliveries of submissions to the lab's API (admin)."),
     ("operations", "Health checks and metrics (no token)."),
     ("problems", "What each problem `type` means and what a client should do (no token)."),
@@ -53,6 +60,8 @@ TAGS: Final = (
     ),
 )
 PUBLIC_PATHS: Final = ("/health/", "/metrics", "/openapi.json", "/docs", "/demo", "/problems/")
+# API operations that need no token (still rate limited): FHIR clients read this first.
+NO_TOKEN_PATHS: Final = (f"{FHIR_PREFIX}/metadata",)
 WRITE_METHODS: Final = ("put", "patch", "post")
 # Route function names whose camelCase alone would not say what the operation does.
 OPERATION_IDS: Final = {"live": "getLiveness", "ready": "getReadiness", "metrics": "getMetrics"}
@@ -199,10 +208,12 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
         operation["deprecated"] = True
     parameters = operation.setdefault("parameters", [])
     if api:
-        operation["security"] = [{"bearerAuth": []}]
+        operation["security"] = [] if path in NO_TOKEN_PATHS else [{"bearerAuth": []}]
         responses = operation["responses"]
         if "429" not in responses:  # every API route is rate limited (api/ratelimit.py)
             responses["429"] = problems(429)[429]
+        if path.startswith(FHIR_PREFIX + "/"):
+            _as_operation_outcomes(responses)
         if method in WRITE_METHODS:
             _add_parameter(parameters, IDEMPOTENCY_KEY)
     _add_parameter(parameters, REQUEST_ID)
@@ -215,6 +226,13 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
         )
         for name in names:
             headers[_HEADER_NAMES.get(name, name)] = {"$ref": f"#/components/headers/{name}"}
+
+
+def _as_operation_outcomes(responses: dict[str, Any]) -> None:
+    """Errors of the FHIR base are sent as OperationOutcome, not problems (fhir/outcome.py)."""
+    for status, response in responses.items():
+        if status[:1] in ("4", "5"):
+            response["content"] = openapi_content("OperationOutcome")
 
 
 def _add_parameter(parameters: list[dict[str, Any]], parameter: dict[str, Any]) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from healthinfo.api.headers import error_headers
 from healthinfo.common.uow import is_database_unavailable, unavailable_from
@@ -83,6 +85,9 @@ _FRAMEWORK_ERRORS: dict[int, tuple[str, str]] = {
     413: (PayloadTooLarge.code, PayloadTooLarge.title),
     415: (UnsupportedMediaType.code, UnsupportedMediaType.title),
 }
+ResponseRewrite = Callable[[Scope, Response], Response]
+"""A last rewrite of the 500 handler's response, which no middleware sees (the FHIR base's
+``OperationOutcome``, fhir/outcome.py)."""
 HTTP_ERROR = ("http-error", "HTTP error")  # any other status the framework raises
 INTERNAL_ERROR = "internal-error"
 
@@ -229,7 +234,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if is_database_unavailable(exc):  # raised outside a unit of work (e.g. the key store)
         response = _response_for(request, unavailable_from(exc))
         response.headers.update(error_headers(request.scope))
-        return response
+        return _rewritten(request, response)
     # The frames, never the message (infra/logging.py): a message can quote a stored value.
     logger.error(
         "request.unhandled_exception",
@@ -248,10 +253,18 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     headers = error_headers(request.scope)
     if body["requestId"]:
         headers["X-Request-ID"] = body["requestId"]
-    return problem_response(body, headers)
+    return _rewritten(request, problem_response(body, headers))
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def _rewritten(request: Request, response: Response) -> Response:
+    rewrite: ResponseRewrite | None = getattr(request.app.state, "rewrite_unexpected", None)
+    return rewrite(request.scope, response) if rewrite is not None else response
+
+
+def install_problem_handlers(
+    app: FastAPI, *, rewrite_unexpected: ResponseRewrite | None = None
+) -> None:
+    app.state.rewrite_unexpected = rewrite_unexpected
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -9,6 +9,7 @@ permission are ``Forbidden``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from healthinfo.auth.actor import Actor
@@ -67,6 +68,31 @@ def kit_roles(actor: Actor, *, owner_id: str | None, member_role: str | None) ->
     if actor.is_auditor:
         roles.add(KitRole.AUDITOR)
     return frozenset(roles)
+
+
+@dataclass(frozen=True, slots=True)
+class KitScope:
+    """Which kits grant an actor a permission, as a rule a query can apply to many kits at once.
+
+    ``every_kit``: a global role grants it on every kit; otherwise the kits the actor owns
+    (``as_owner``) and those where their member role is in ``member_roles``. Derived from the
+    same grants as :func:`kit_roles` and :func:`can`, so a search and a single-kit check can
+    never disagree (kits/service.py turns it into SQL).
+    """
+
+    every_kit: bool
+    as_owner: bool
+    member_roles: frozenset[str]
+
+
+def scope_of(actor: Actor, permission: Permission) -> KitScope:
+    """The kits on which ``actor`` holds ``permission`` (see :class:`KitScope`)."""
+    global_roles = kit_roles(actor, owner_id=None, member_role=None)
+    return KitScope(
+        every_kit=can(global_roles, permission),
+        as_owner=permission in _GRANTS[KitRole.OWNER],
+        member_roles=frozenset(role.value for role in MEMBER_ROLES if permission in _GRANTS[role]),
+    )
 
 
 def can(roles: frozenset[KitRole], permission: Permission) -> bool:

@@ -12,6 +12,7 @@ class Channel(StrEnum):
     REST = "rest"
     SSE = "sse"
     WEBSOCKET = "websocket"
+    FHIR = "fhir"  # the FHIR REST base, /v1/fhir (fhir/api.py)
     WORKER = "worker"
     CLI = "cli"
 

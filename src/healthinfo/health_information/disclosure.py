@@ -12,6 +12,7 @@ from collections.abc import Callable
 from healthinfo.common.context import RequestContext
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.health_information.model import HealthInformationState
+from healthinfo.health_information.search import SearchPage, SearchQuery
 from healthinfo.health_information.service import READ
 from healthinfo.services import Services
 
@@ -58,3 +59,40 @@ async def audit_read(svc: Services, ctx: RequestContext, kit_id: str, version: i
             audit_refusals=False,
             read=True,
         )
+
+
+async def search_and_disclose(
+    svc: Services,
+    ctx: RequestContext,
+    query: SearchQuery,
+    *,
+    after: str | None,
+    limit: int,
+) -> SearchPage:
+    """Search, and audit a disclosure for every kit on the page, in the search's transaction.
+
+    Each kit's trail gets its own ``health-information.read`` (with the version shown), as if
+    it had been read alone: a search is as much a disclosure as a read.
+    """
+
+    async def search(uow: UnitOfWork) -> SearchPage:
+        page = await svc.health_information.search(uow, ctx.actor, query, after=after, limit=limit)
+        for state in page.items:
+            await svc.health_information.record_read(uow, ctx, state.kit_id, version=state.version)
+        return page
+
+    if not svc.health_information.audits_reads_anywhere():
+        async with svc.uows.read() as uow:
+            return await svc.health_information.search(
+                uow, ctx.actor, query, after=after, limit=limit
+            )
+    return await svc.writes.run(
+        # No kit id of its own: refusals are not audited (audit_refusals=False), reads are, each
+        # under its kit, by record_read.
+        ctx,
+        action=READ,
+        kit_id="",
+        operation=search,
+        audit_refusals=False,
+        read=True,
+    )

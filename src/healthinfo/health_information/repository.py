@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, false, or_, select, update
 
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
-from healthinfo.db.models import HealthInformation, Revision
+from healthinfo.db.models import HealthInformation, Kit, Revision
 from healthinfo.health_information.codec import AnswerCodec
 from healthinfo.health_information.model import (
     Answers,
@@ -21,9 +21,11 @@ from healthinfo.health_information.model import (
     RevisionSummary,
     Status,
 )
+from healthinfo.health_information.search import SearchQuery
 
 CURRENT = cast(Table, HealthInformation.__table__)
 REVISIONS = cast(Table, Revision.__table__)
+KITS = cast(Table, Kit.__table__)
 _INSERT_REVISION = REVISIONS.insert()
 # The SET clause comes from the parameters' keys (every column but the key and created_at).
 _UPDATE_IF_VERSION = update(CURRENT).where(
@@ -40,6 +42,37 @@ class HealthInformationRepository:
         row = (await uow.session.execute(select(CURRENT).where(CURRENT.c.kit_id == kit_id))).first()
         if row is None:
             return None
+        return await self._state(row)
+
+    async def search(
+        self,
+        uow: UnitOfWork,
+        query: SearchQuery,
+        *,
+        access: ColumnElement[bool],
+        after: str | None,
+        limit: int,
+    ) -> list[HealthInformationState]:
+        """Saved health information matching ``query`` on kits ``access`` admits, by kit id.
+
+        Keyset pagination on the primary key (``kit_id > after``): a kit is listed at most
+        once across pages however the kits change meanwhile, and none that exists throughout
+        is skipped; each page shows the kits as they are when it is read.
+        """
+        statement = (
+            select(CURRENT)
+            .select_from(CURRENT.join(KITS, KITS.c.kit_id == CURRENT.c.kit_id))
+            .where(access, *_conditions(query))
+            .order_by(CURRENT.c.kit_id)
+            .limit(limit)
+        )
+        if after is not None:
+            statement = statement.where(CURRENT.c.kit_id > after)
+        rows = (await uow.session.execute(statement)).all()
+        return [await self._state(row) for row in rows]
+
+    async def _state(self, row: Any) -> HealthInformationState:
+        kit_id = row.kit_id
         return HealthInformationState(
             kit_id=row.kit_id,
             questionnaire_id=row.questionnaire_id,
@@ -239,3 +272,31 @@ class HealthInformationRepository:
             "updated_by": state.updated_by,
             "submitted_at": state.submitted_at,
         }
+
+
+_COMPARE = {
+    "ge": CURRENT.c.updated_at.__ge__,
+    "gt": CURRENT.c.updated_at.__gt__,
+    "le": CURRENT.c.updated_at.__le__,
+    "lt": CURRENT.c.updated_at.__lt__,
+}
+
+
+def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.statuses is not None:
+        statuses = sorted(status.value for status in query.statuses)
+        conditions.append(CURRENT.c.status.in_(statuses) if statuses else false())
+    if query.questionnaires is not None:
+        refs = [
+            CURRENT.c.questionnaire_id == ref.id
+            if ref.version is None
+            else and_(
+                CURRENT.c.questionnaire_id == ref.id,
+                CURRENT.c.questionnaire_version == ref.version,
+            )
+            for ref in query.questionnaires
+        ]
+        conditions.append(or_(*refs) if refs else false())
+    conditions += [_COMPARE[bound.operator](bound.at) for bound in query.updated]
+    return conditions

@@ -56,6 +56,7 @@ from healthinfo.health_information.model import (
 )
 from healthinfo.health_information.preconditions import if_match_satisfied, if_none_match_hits
 from healthinfo.health_information.repository import HealthInformationRepository
+from healthinfo.health_information.search import SearchPage, SearchQuery
 from healthinfo.kits.service import ClaimResult, KitService
 from healthinfo.questionnaires.model import Questionnaire
 from healthinfo.questionnaires.store import RETIRED, QuestionnaireStore
@@ -181,6 +182,21 @@ class HealthInformationService:
         if self._cache is not None:
             await self._cache.remember(state)
         return state
+
+    async def search(
+        self, uow: UnitOfWork, actor: Actor, query: SearchQuery, *, after: str | None, limit: int
+    ) -> SearchPage:
+        """The saved health information of the kits ``actor`` may read that match ``query``.
+
+        Access is the kit service's rule for many kits at once (``scope_clause``), so a kit a
+        single read would refuse with 404 never shows here. Auditing what is disclosed is the
+        caller's (``disclosure.search_and_disclose``), as for single reads.
+        """
+        access = self._kits.scope_clause(actor, Permission.READ)
+        items = await self._repo.search(uow, query, access=access, after=after, limit=limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return SearchPage(items, items[-1].kit_id if more and items else None)
 
     async def warm(self, uow: UnitOfWork, kit_id: str) -> None:
         """Fill the cache ahead of reads (a subscriber joined, or the kit was recently active)."""
@@ -481,6 +497,10 @@ class HealthInformationService:
     def audits_reads(self, kit_id: str) -> bool:
         return self._flags.audit_reads.enabled_for("audit_reads", kit_id)
 
+    def audits_reads_anywhere(self) -> bool:
+        """Read auditing is on for some kits: a search over many may have to audit."""
+        return self._flags.audit_reads.anywhere
+
     def add_erasure_hook(self, hook: ErasureHook) -> None:
         """Run inside the erasure's transaction (cancel pending forwarding, destroy keys)."""
         self._erasure_hooks.append(hook)
@@ -563,6 +583,15 @@ class HealthInformationService:
         ):
             raise QuestionnaireMismatch(*claimed)
         return await self._questionnaires.get(uow, *claimed)
+
+    async def questionnaire_for_write(
+        self, uow: UnitOfWork, ctx: RequestContext, kit_id: str
+    ) -> Questionnaire:
+        """The questionnaire version a write to the kit is checked against, once the write's
+        own access check passed: a body in another format (a FHIR QuestionnaireResponse) is
+        read with it, so its errors tell nothing about a kit the caller may not write."""
+        await self._kits.authorize_write(uow, ctx, kit_id)
+        return await self._bound(uow, kit_id, await self._repo.get(uow, kit_id), None)
 
     async def claim(
         self,

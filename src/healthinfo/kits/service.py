@@ -21,10 +21,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, delete, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    false,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from healthinfo.audit.service import AuditEntry, AuditLog
-from healthinfo.auth.access import MEMBER_ROLES, KitRole, Permission, kit_roles, require
+from healthinfo.auth.access import (
+    MEMBER_ROLES,
+    KitRole,
+    Permission,
+    kit_roles,
+    require,
+    scope_of,
+)
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
@@ -149,6 +167,29 @@ class KitService:
             return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
         roles = kit_roles(actor, owner_id=row.owner_id, member_role=row.role)
         return KitAccess(kit_id, row.owner_id, roles, row.version, row.created_at)
+
+    @staticmethod
+    def scope_clause(actor: Actor, permission: Permission) -> ColumnElement[bool]:
+        """A condition on ``kits`` rows: the kits on which ``actor`` holds ``permission``.
+
+        For queries over many kits (a FHIR search); the same grants as :meth:`authorize`,
+        from ``auth.access.scope_of``, so a search never shows a kit a read of it would 404.
+        """
+        scope = scope_of(actor, permission)
+        if scope.every_kit:
+            return true()
+        clauses: list[ColumnElement[bool]] = []
+        if scope.as_owner:
+            clauses.append(KITS.c.owner_id == actor.user_id)
+        if scope.member_roles:
+            clauses.append(
+                exists().where(
+                    MEMBERS.c.kit_id == KITS.c.kit_id,
+                    MEMBERS.c.user_id == actor.user_id,
+                    MEMBERS.c.role.in_(sorted(scope.member_roles)),
+                )
+            )
+        return or_(*clauses) if clauses else false()
 
     async def roster(self, uow: UnitOfWork, kit_id: str) -> KitRoster:
         """The owner, every member's role and the answers' creation time, in one statement

@@ -245,6 +245,30 @@ class QuestionnaireStore:
                 entry.update(title=row.title, latestVersion=row.version, status=row.status)
         return list(by_id.values())
 
+    async def search(
+        self,
+        uow: UnitOfWork,
+        *,
+        ids: frozenset[str] | None = None,
+        versions: frozenset[str] | None = None,
+        statuses: frozenset[str] | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[tuple[int, VersionInfo]]:
+        """Published versions matching every condition given (None: any), in publication
+        order, with the publication's sequence number for keyset pagination (``after``)."""
+        statement = select(DEFINITIONS).order_by(DEFINITIONS.c.seq).limit(limit)
+        if ids is not None:
+            statement = statement.where(DEFINITIONS.c.questionnaire_id.in_(sorted(ids)))
+        if versions is not None:
+            statement = statement.where(DEFINITIONS.c.version.in_(sorted(versions)))
+        if statuses is not None:
+            statement = statement.where(DEFINITIONS.c.status.in_(sorted(statuses)))
+        if after is not None:
+            statement = statement.where(DEFINITIONS.c.seq > after)
+        rows = (await uow.session.execute(statement)).all()
+        return [(row.seq, _info(row)) for row in rows]
+
     def _remember(self, row: Any) -> Questionnaire:
         q = Questionnaire.from_dict(json.loads(row.definition))
         return self._versions.setdefault((q.id, q.version), q)
