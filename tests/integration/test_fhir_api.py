@@ -1,7 +1,7 @@
 """The FHIR R4 base at /v1/fhir (docs/fhir.md, "The FHIR base"), through the public API.
 
 Every resource a test receives is validated with the ``fhir.resources`` R4B models and the R4
-checks of tests/unit/test_fhir_mapping.py; every error must be an ``OperationOutcome`` with the
+checks of tests/support/fhir_validity.py; every error must be an ``OperationOutcome`` with the
 status and the problem code the rest of the API gives.
 """
 
@@ -27,15 +27,15 @@ from healthinfo.fhir.mapping import questionnaire_to_fhir
 from healthinfo.fhir.outcome import PROBLEM_SYSTEM
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from tests.support.answers import COMPLETE
-from tests.support.live import sse
-from tests.support.problems import running_app, server_like_client
-from tests.support.server import ServerProcess
-from tests.support.tokens import auth
-from tests.unit.test_fhir_mapping import (
+from tests.support.fhir_validity import (
     assert_parses_unchanged,
     assert_valid_questionnaire,
     assert_valid_response,
 )
+from tests.support.live import sse
+from tests.support.problems import running_app, server_like_client
+from tests.support.server import ServerProcess
+from tests.support.tokens import auth
 
 pytestmark = pytest.mark.asyncio
 
@@ -560,6 +560,18 @@ async def test_search_pages_follow_next_links_in_kit_id_order(client: httpx.Asyn
     assert "unknown-parameter" not in kept  # ignored, so not among the parameters used
     found, pages = await search_all(client, owner, _count="2")
     assert (found, pages) == (kits, 3)
+
+
+async def test_search_pages_past_a_kit_whose_key_is_destroyed(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A kit whose data key is gone (erasure shreds the key) has nothing left to disclose: it
+    is left out, and the pages go on past it instead of the search failing with a 500."""
+    owner = new_user()
+    first, shredded, last = await owned_kits(client, owner, 3)
+    assert await app.state.services.keystore.destroy(shredded)
+    found, pages = await search_all(client, owner, _count="1")
+    assert (found, pages) == ([first, last], 3)
 
 
 async def test_pagination_is_stable_under_concurrent_writes(client: httpx.AsyncClient) -> None:

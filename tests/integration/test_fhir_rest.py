@@ -2,7 +2,7 @@
 
 ``Accept: application/fhir+json`` on ``GET /v1/kits/{kitId}/health-information`` (the contract)
 and on ``GET /v1/questionnaires/{id}``; ``PUT`` with ``Content-Type: application/fhir+json``
-(docs/fhir.md). Resources are checked with the same R4 checks as tests/unit/test_fhir_mapping.py.
+(docs/fhir.md). Resources are checked with the same R4 checks as tests/support/fhir_validity.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 from healthinfo.fhir.mapping import answers_from_fhir, questionnaire_to_fhir
 from healthinfo.questionnaires.registry import QuestionnaireRegistry
 from tests.support.answers import COMPLETE
+from tests.support.fhir_validity import assert_valid_questionnaire, assert_valid_response
 from tests.support.legacy import DEPRECATION
 from tests.support.problems import assert_problem, error_fields
 from tests.support.tokens import auth
-from tests.unit.test_fhir_mapping import assert_valid_questionnaire, assert_valid_response
 
 pytestmark = pytest.mark.asyncio
 

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, false, or_
 
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
+from healthinfo.crypto.keystore import KeyDestroyed
 from healthinfo.db.models import HealthInformation, Kit, Revision
 from healthinfo.health_information.codec import AnswerCodec
 from healthinfo.health_information.model import (
@@ -52,12 +53,15 @@ class HealthInformationRepository:
         access: ColumnElement[bool],
         after: str | None,
         limit: int,
-    ) -> list[HealthInformationState]:
+    ) -> list[tuple[str, HealthInformationState | None]]:
         """Saved health information matching ``query`` on kits ``access`` admits, by kit id.
 
         Keyset pagination on the primary key (``kit_id > after``): a kit is listed at most
         once across pages however the kits change meanwhile, and none that exists throughout
-        is skipped; each page shows the kits as they are when it is read.
+        is skipped; each page shows the kits as they are when it is read. A row whose kit key
+        is destroyed (an erasure between the key's destruction and the rows' deletion, or a
+        shredded kit) comes back as ``(kit_id, None)``: it has nothing left to disclose, and one
+        such kit must not turn a search of thousands into a 500; the caller still pages past it.
         """
         statement = (
             select(CURRENT)
@@ -69,7 +73,13 @@ class HealthInformationRepository:
         if after is not None:
             statement = statement.where(CURRENT.c.kit_id > after)
         rows = (await uow.session.execute(statement)).all()
-        return [await self._state(row) for row in rows]
+        return [(row.kit_id, await self._readable_state(row)) for row in rows]
+
+    async def _readable_state(self, row: Any) -> HealthInformationState | None:
+        try:
+            return await self._state(row)
+        except KeyDestroyed:
+            return None
 
     async def _state(self, row: Any) -> HealthInformationState:
         kit_id = row.kit_id

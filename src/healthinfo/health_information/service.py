@@ -193,10 +193,11 @@ class HealthInformationService:
         caller's (``disclosure.search_and_disclose``), as for single reads.
         """
         access = self._kits.scope_clause(actor, Permission.READ)
-        items = await self._repo.search(uow, query, access=access, after=after, limit=limit + 1)
-        more = len(items) > limit
-        items = items[:limit]
-        return SearchPage(items, items[-1].kit_id if more and items else None)
+        rows = await self._repo.search(uow, query, access=access, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [state for _, state in rows if state is not None]
+        return SearchPage(items, rows[-1][0] if more and rows else None)
 
     async def warm(self, uow: UnitOfWork, kit_id: str) -> None:
         """Fill the cache ahead of reads (a subscriber joined, or the kit was recently active)."""
