@@ -47,6 +47,8 @@ from healthinfo.crypto.codec import EncryptedAnswerCodec
 from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.crypto.keystore import KeyStore
 from healthinfo.db import migrate
+from healthinfo.fhir.bulk import rest as fhir_bulk_rest
+from healthinfo.fhir.bulk.wiring import build_exports
 from healthinfo.forwarding import rest as forwarding_rest
 from healthinfo.forwarding.wiring import build_forwarding
 from healthinfo.health_information import rest as health_information_rest
@@ -212,6 +214,15 @@ def build_services(
         retention=timedelta(hours=settings.idempotency_retention_hours),
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    exports = build_exports(
+        settings,
+        uows=uows,
+        keystore=keystore,
+        codec=codec,
+        questionnaires=questionnaires,
+        audit=audit,
+        run_jobs=settings.export_in_process,
+    )
     services = Services(
         settings=settings,
         uows=uows,
@@ -228,6 +239,7 @@ def build_services(
         idempotency=idempotency,
         rate_limiter=rate_limiter,
         keystore=keystore,
+        exports=exports,
         replica_reads=ReplicaReads(
             uows, changes=changes, registry=metrics.registry, known_answers=cached_answers(hi_cache)
         ),
@@ -245,6 +257,7 @@ def build_services(
         )
     )
     services.components.extend(forwarding.components)
+    services.components.extend(exports.components)
     services.components.append(hub)
     if rate_limiter is not None:
         services.components.append(rate_limiter)
@@ -339,6 +352,9 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         include_in_schema=True,
         generate_unique_id_function=legacy_operation_id,
     )
+    # The FHIR Bulk Data routes exist under /v1/fhir only: FHIR clients never used the
+    # unprefixed paths, so they get no deprecated alias.
+    app.include_router(fhir_bulk_rest.router, prefix="/v1/fhir")
     app.include_router(health.router)
     app.include_router(realtime_demo.router)
     install_docs(app)
