@@ -48,6 +48,8 @@ from healthinfo.crypto.factory import build_keystore, payload_codec
 from healthinfo.crypto.keystore import KeyStore
 from healthinfo.db import migrate
 from healthinfo.fhir import api as fhir_api
+from healthinfo.fhir.bulk import rest as fhir_bulk_rest
+from healthinfo.fhir.bulk.wiring import build_exports
 from healthinfo.fhir.outcome import FHIR_PREFIX, OperationOutcomeMiddleware, rewrite_unexpected
 from healthinfo.forwarding import rest as forwarding_rest
 from healthinfo.forwarding.wiring import build_forwarding
@@ -214,6 +216,15 @@ def build_services(
         retention=timedelta(hours=settings.idempotency_retention_hours),
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    exports = build_exports(
+        settings,
+        uows=uows,
+        keystore=keystore,
+        codec=codec,
+        questionnaires=questionnaires,
+        audit=audit,
+        run_jobs=settings.export_in_process,
+    )
     services = Services(
         settings=settings,
         uows=uows,
@@ -230,6 +241,7 @@ def build_services(
         idempotency=idempotency,
         rate_limiter=rate_limiter,
         keystore=keystore,
+        exports=exports,
         replica_reads=ReplicaReads(
             uows, changes=changes, registry=metrics.registry, known_answers=cached_answers(hi_cache)
         ),
@@ -247,6 +259,7 @@ def build_services(
         )
     )
     services.components.extend(forwarding.components)
+    services.components.extend(exports.components)
     services.components.append(hub)
     if rate_limiter is not None:
         services.components.append(rate_limiter)
@@ -343,6 +356,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     )
     # FHIR only under /v1 (there is no legacy twin); other FHIR routers (Bulk Data) sit beside.
     app.include_router(fhir_api.router, prefix=FHIR_PREFIX, dependencies=RATE_LIMITS)
+    app.include_router(fhir_bulk_rest.router, prefix=FHIR_PREFIX, dependencies=RATE_LIMITS)
     app.include_router(health.router)
     app.include_router(realtime_demo.router)
     install_docs(app)

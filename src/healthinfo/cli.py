@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from healthinfo.auth.actor import ADMIN, AUDITOR
+from healthinfo.auth.actor import ROLES
 from healthinfo.config import JWT_SECRET_FILE, Settings, SettingsError, load_settings
 from healthinfo.crypto.master_keys import MASTER_KEYS_FILE
 from healthinfo.preflight import USAGE, OperatorError, check_database, check_redis
@@ -105,13 +105,13 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="mint a development token (HS256)")
     token.add_argument("--sub", required=True, help="the user id")
-    token.add_argument(
-        "--role", action="append", default=[], choices=(ADMIN, AUDITOR), help="repeatable"
-    )
+    token.add_argument("--role", action="append", default=[], choices=ROLES, help="repeatable")
     token.add_argument("--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=_token)
 
-    worker = commands.add_parser("worker", help="forward submissions to the lab's API")
+    worker = commands.add_parser(
+        "worker", help="forward submissions to the lab's API and run bulk exports"
+    )
     worker.add_argument(
         "--metrics-port", type=_port, help="serve Prometheus metrics on this port (default: none)"
     )
@@ -394,17 +394,12 @@ def _rotate_keys(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the relay until SIGTERM/SIGINT; any number of workers may run (docs/forwarding.md)."""
+    """Run the relay (when forwarding is configured) and the export runner until SIGTERM/SIGINT;
+    any number of workers may run (docs/forwarding.md, docs/fhir.md)."""
     from healthinfo.forwarding.worker import run_worker
     from healthinfo.infra.error_tracking import configure_error_tracking
     from healthinfo.infra.logging import configure_logging
 
-    if settings.forward_url is None:
-        print(
-            "healthinfo: HEALTHINFO_FORWARD_URL is not set, so there is nothing to forward",
-            file=sys.stderr,
-        )
-        return 2
     configure_logging(level=settings.log_level, json=settings.log_json)
     dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
     configure_error_tracking(dsn, environment=settings.environment)

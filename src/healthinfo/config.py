@@ -173,6 +173,18 @@ class Settings(BaseSettings):
         description="Deliver from the serve process too; turn off where `healthinfo worker` runs.",
     )
 
+    # FHIR Bulk Data export (docs/fhir.md#bulk-data-export). Jobs run in the worker and, unless
+    # turned off, in the serve process too; their output expires after ``export_ttl`` seconds.
+    export_ttl: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    export_in_process: bool = Field(
+        default=True,
+        description="Run export jobs in the serve process too; off where `healthinfo worker` runs.",
+    )
+    export_page_size: int = Field(default=500, ge=1, le=10_000)
+    export_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    export_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    export_purge_interval_seconds: float = Field(default=600.0, gt=0, le=86_400)
+
     # --- operator safety (docs/configuration.md#production-safety): proxies, header limits,
     # the named exceptions production allows. One block, so merges stay local.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(

@@ -27,6 +27,7 @@ Tree::
     ├── UnsupportedMediaType     unsupported-media-type
     ├── RoomFull                 room-full
     ├── RateLimited              rate-limited
+    ├── ExportInProgress         export-in-progress
     └── Unavailable              unavailable
 """
 
@@ -292,6 +293,23 @@ class RateLimited(DomainError):
 
     def extra(self) -> dict[str, Any]:
         """Also in the body: a WebSocket error message has no headers to carry it."""
+        return {"retryAfter": self.retry_after}
+
+
+class ExportInProgress(DomainError):
+    """A FHIR Bulk Data kick-off while the same user's previous export is still running."""
+
+    code = "export-in-progress"
+    title = "Export already running"
+
+    def __init__(self, retry_after: int = 10) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            "Your previous export is still running; wait for it or cancel it (DELETE its "
+            "status URL) before starting another."
+        )
+
+    def extra(self) -> dict[str, Any]:
         return {"retryAfter": self.retry_after}
 
 

@@ -11,6 +11,7 @@ from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.crypto.keystore import KeyStore
+from healthinfo.fhir.bulk.wiring import Exports
 from healthinfo.forwarding.wiring import Forwarding
 from healthinfo.health_information.service import HealthInformationService
 from healthinfo.idempotency.store import IdempotencyStore
@@ -41,4 +42,5 @@ class Services:
     idempotency: IdempotencyStore | None = None
     rate_limiter: RateLimiter | None = None
     keystore: KeyStore | None = None
+    exports: Exports | None = None
     components: list[Lifecycle] = field(default_factory=list)

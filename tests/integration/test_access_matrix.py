@@ -52,8 +52,11 @@ class Route:
     kind: str = field(default="http", compare=False)
     # Path parameters of this route where they differ from url_for's defaults.
     params: dict[str, str] = field(default_factory=dict, compare=False)
+    # Request headers the route needs besides the token (FHIR Bulk Data: Prefer).
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
 
     def code_for(self, status: int) -> str | None:
+        """Routes under /fhir/ carry the code in an OperationOutcome, the others in a problem."""
         if self.kind != "http":
             return None
         return self.codes.get(status, PROBLEM_CODES.get(status))
@@ -129,6 +132,12 @@ FHIR_QR_PUT = Route(
     FHIR_JSON,
     params={"id": KIT},
 )
+# FHIR Bulk Data export (errors as OperationOutcome, as on the base); the status and file routes
+# name an export nobody started, so an exporter gets past the role check to 404.
+BULK_KICKOFF = Route("GET", "/fhir/$export", headers={"Prefer": "respond-async"})
+BULK_STATUS = Route("GET", "/fhir/bulk-status/{jobId}")
+BULK_CANCEL = Route("DELETE", "/fhir/bulk-status/{jobId}")
+BULK_FILE = Route("GET", "/fhir/bulk-files/{jobId}/{fileName}")
 
 # The callers, in the order of the table's columns. The first five carry no valid token; the
 # forged ones claim to be an admin, so a 401 there proves the token, not the role, was refused.
@@ -144,59 +153,65 @@ CALLERS = (
     "owner",
     "admin",  # roles: ["admin"], not a member
     "auditor",  # roles: ["auditor"], not a member
+    "researcher",  # roles: ["researcher"], not a member; the arranged data is in progress
 )
 
 # fmt: off
 _TABLE: dict[Route, tuple[int, ...]] = {
-    #                 anon expd bsig tamp none strg view edit ownr admn audt
-    HI_GET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    HI_PUT:          (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
-    HI_PATCH:        (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
-    HI_SUBMIT:       (401, 401, 401, 401, 401, 404, 403, 422, 422, 422, 403),
-    HISTORY:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    HISTORY_VERSION: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    #                 anon expd bsig tamp none strg view edit ownr admn audt rsch
+    HI_GET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    HI_PUT:          (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403, 404),
+    HI_PATCH:        (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403, 404),
+    HI_SUBMIT:       (401, 401, 401, 401, 401, 404, 403, 422, 422, 422, 403, 404),
+    HISTORY:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    HISTORY_VERSION: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
     # Claiming a kit someone else owns is 409 for everyone but the owner (contract).
-    CLAIM:           (401, 401, 401, 401, 401, 409, 409, 409, 200, 409, 409),
+    CLAIM:           (401, 401, 401, 401, 401, 409, 409, 409, 200, 409, 409, 409),
     # The arranged kit has an owner: an admin gets past access control to 409.
-    CLAIM_CODES:     (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403),
-    OWNER_PUT:       (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 403),
-    MEMBERS:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    MEMBER_PUT:      (401, 401, 401, 401, 401, 404, 403, 403, 201, 201, 403),
-    MEMBER_DELETE:   (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403),
-    AUDIT_EVENTS:    (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 200),
-    HI_ERASE:        (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403),
+    CLAIM_CODES:     (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403, 404),
+    OWNER_PUT:       (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 403, 404),
+    MEMBERS:         (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    MEMBER_PUT:      (401, 401, 401, 401, 401, 404, 403, 403, 201, 201, 403, 404),
+    MEMBER_DELETE:   (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403, 404),
+    AUDIT_EVENTS:    (401, 401, 401, 401, 401, 404, 403, 403, 403, 200, 200, 404),
+    HI_ERASE:        (401, 401, 401, 401, 401, 404, 403, 403, 204, 204, 403, 404),
     # The arranged data is in progress: an admin gets past access control to 409.
-    AMEND:           (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403),
-    EXPORT:          (401, 401, 401, 401, 401, 404, 403, 403, 200, 200, 403),
+    AMEND:           (401, 401, 401, 401, 401, 404, 403, 403, 403, 409, 403, 404),
+    EXPORT:          (401, 401, 401, 401, 401, 404, 403, 403, 200, 200, 403, 404),
     # Streams: the same rules as reading; a WebSocket closes with 4000 + the status.
-    EVENTS:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    SOCKET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    EVENTS:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    SOCKET:          (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
     # Admin routes name no kit: everyone but an admin is 403 (an unknown delivery: 404).
-    DELIVERIES:      (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403),
-    DELIVERY_RETRY:  (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
+    DELIVERIES:      (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 403),
+    DELIVERY_RETRY:  (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403),
     # Not a kit route: any authenticated caller reads the questionnaire.
-    QUESTIONNAIRE:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    QUESTIONNAIRES:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    Q_VERSIONS:      (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    Q_VERSION:       (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
+    QUESTIONNAIRE:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    QUESTIONNAIRES:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    Q_VERSIONS:      (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    Q_VERSION:       (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
     # Publishing and retiring are for admins only.
-    Q_PUBLISH:       (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403),
-    Q_RETIRE:        (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403),
+    Q_PUBLISH:       (401, 401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 403),
+    Q_RETIRE:        (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403),
     # The kit's questionnaire version: the same rules as reading its health information.
-    HI_QUESTIONNAIRE: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
+    HI_QUESTIONNAIRE: (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
     # Moving a kit to another questionnaire version is a write (here: to the one it has).
-    HI_MOVE:         (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
     # The FHIR base: the same rules as the routes it adapts. metadata needs no token (forged
     # ones are not even looked at); a search answers every caller, with the kits they may
     # read (none, for a stranger or an auditor: tests/integration/test_fhir_api.py).
-    FHIR_METADATA:   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
-    FHIR_Q_READ:     (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    FHIR_Q_VREAD:    (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    FHIR_Q_SEARCH:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    FHIR_QR_READ:    (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    FHIR_QR_VREAD:   (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403),
-    FHIR_QR_SEARCH:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200),
-    FHIR_QR_PUT:     (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403),
+    FHIR_METADATA:   (200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_READ:     (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_VREAD:    (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_Q_SEARCH:   (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_QR_READ:    (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    FHIR_QR_VREAD:   (401, 401, 401, 401, 401, 404, 200, 200, 200, 200, 403, 404),
+    FHIR_QR_SEARCH:  (401, 401, 401, 401, 401, 200, 200, 200, 200, 200, 200, 200),
+    FHIR_QR_PUT:     (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403, 404),
+    HI_MOVE:         (401, 401, 401, 401, 401, 404, 403, 200, 200, 200, 403, 404),
+    # Bulk export: admins and researchers only; an unknown export is 404 even to them.
+    BULK_KICKOFF:    (401, 401, 401, 401, 401, 403, 403, 403, 403, 202, 403, 202),
+    BULK_STATUS:     (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 404),
+    BULK_CANCEL:     (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 404),
+    BULK_FILE:       (401, 401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 404),
 }
 # fmt: on
 
@@ -255,6 +270,7 @@ class Arrangement:
     stranger: str
     admin: str
     auditor: str
+    researcher: str
 
 
 def fresh_user(role: str) -> str:
@@ -302,6 +318,8 @@ def headers_for(caller: str, kit: Arrangement) -> dict[str, str]:
         return auth(kit.admin, "admin")
     if caller == "auditor":
         return auth(kit.auditor, "auditor")
+    if caller == "researcher":
+        return auth(kit.researcher, "researcher")
     return auth(getattr(kit, caller))
 
 
@@ -314,6 +332,8 @@ def url_for(route: Route, kit: Arrangement, prefix: str = "/v1") -> str:
         "questionnaireId": "health-information",
         "id": "no-such-delivery",
         "vid": "1",
+        "jobId": "0" * 32,
+        "fileName": "QuestionnaireResponse.ndjson",
     } | route.params
     params = {name: kit.kit_id if value == KIT else value for name, value in params.items()}
     path = route.path.format(**params)
@@ -334,7 +354,7 @@ async def stream_status(
 async def call(
     client: httpx.AsyncClient, route: Route, caller: str, kit: Arrangement, prefix: str = "/v1"
 ) -> httpx.Response:
-    headers = headers_for(caller, kit)
+    headers = {**route.headers, **headers_for(caller, kit)}
     content = None
     if route.body is not None:
         headers["Content-Type"] = route.content_type
@@ -355,6 +375,7 @@ async def arrange(client: httpx.AsyncClient) -> Arrangement:
         stranger=fresh_user("stranger"),
         admin=fresh_user("admin"),
         auditor=fresh_user("auditor"),
+        researcher=fresh_user("researcher"),
     )
     owner = auth(kit.owner)
     base = f"/v1/kits/{kit.kit_id}"
@@ -409,6 +430,13 @@ async def test_every_v1_route_has_a_legacy_twin(app: FastAPI) -> None:
     legacy = app_routes(app, "/")
     versioned = {r for r in app_routes(app, "/v1/") if not r[1].startswith("/fhir/")}
     missing = sorted(route for route in versioned if route not in legacy)
+    """Except the FHIR base (/v1/fhir), which FHIR clients never used unprefixed."""
+    legacy = app_routes(app, "/")
+    missing = sorted(
+        route
+        for route in app_routes(app, "/v1/")
+        if route not in legacy and not route[1].startswith("/fhir/")
+    )
     assert not missing, f"/v1 routes without an unversioned legacy route: {missing}"
 
 
@@ -418,7 +446,7 @@ async def test_route_answers_caller_as_the_matrix_says(
 ) -> None:
     kit = await arrange(client)
     before = await kit_state(client, kit)
-    if route.kind != "http":
+    if route.kind in ("sse", "websocket"):
         assert await stream_status(app, route, caller, kit) == expected
         assert await kit_state(client, kit) == before
         return
@@ -515,3 +543,73 @@ async def test_auditor_who_owns_a_kit_still_reads_its_audit_events(
     assert claimed.status_code == 201
     response = await client.get(f"/v1/kits/{kit_id}/audit-events", headers=auditor)
     assert response.status_code == 200, response.text
+
+
+# -- the researcher on a submitted kit ------------------------------------------------------
+# The matrix's kit is in progress, which a researcher cannot see at all. Once submitted, a
+# researcher reads it (data, history, the stream) and nothing else: no write, no members, no
+# audit trail, no per-kit export.
+RESEARCHER_ON_SUBMITTED: dict[Route, int] = {
+    HI_GET: 200,
+    HI_QUESTIONNAIRE: 200,
+    HISTORY: 200,
+    EVENTS: 200,
+    SOCKET: 200,
+    HI_PUT: 403,
+    HI_PATCH: 403,
+    HI_SUBMIT: 403,
+    AMEND: 403,
+    HI_MOVE: 403,
+    HI_ERASE: 403,
+    MEMBERS: 403,
+    MEMBER_PUT: 403,
+    MEMBER_DELETE: 403,
+    AUDIT_EVENTS: 403,
+    EXPORT: 403,
+    CLAIM_CODES: 403,
+    OWNER_PUT: 403,
+}
+
+
+async def arrange_submitted(client: httpx.AsyncClient) -> Arrangement:
+    """The matrix's arrangement, then complete answers submitted: version 1 is the draft,
+    the submitted data is the newest version."""
+    from tests.support.answers import COMPLETE
+
+    kit = await arrange(client)
+    owner = auth(kit.owner)
+    base = f"/v1/kits/{kit.kit_id}/health-information"
+    saved = await client.put(base, json={"answers": COMPLETE}, headers=owner)
+    assert saved.status_code == 200, saved.text
+    submitted = await client.post(f"{base}/submit", headers=owner)
+    assert submitted.status_code == 200, submitted.text
+    return kit
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [pytest.param(r, s, id=r.label) for r, s in RESEARCHER_ON_SUBMITTED.items()],
+)
+async def test_researcher_reads_a_submitted_kit_and_changes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, route: Route, expected: int
+) -> None:
+    kit = await arrange_submitted(client)
+    before = await kit_state(client, kit)
+    if route.kind in ("sse", "websocket"):
+        assert await stream_status(app, route, "researcher", kit) == expected
+    else:
+        response = await call(client, route, "researcher", kit)
+        assert response.status_code == expected, response.text
+    assert await kit_state(client, kit) == before
+
+
+async def test_researcher_cannot_read_a_submitted_kits_earlier_draft(
+    client: httpx.AsyncClient,
+) -> None:
+    kit = await arrange_submitted(client)
+    researcher = auth(kit.researcher, "researcher")
+    history = f"/v1/kits/{kit.kit_id}/health-information/history"
+    assert (await client.get(f"{history}/1", headers=researcher)).status_code == 404
+    current = await client.get(f"/v1/kits/{kit.kit_id}/health-information", headers=researcher)
+    version = current.json()["version"]
+    assert (await client.get(f"{history}/{version}", headers=researcher)).status_code == 200

@@ -528,6 +528,19 @@ async def test_search_returns_only_the_kits_the_caller_may_read(
     assert (await search_all(client, new_user("auditor"), "auditor"))[0] == []
 
 
+async def test_a_researcher_searches_submitted_kits_only(client: httpx.AsyncClient) -> None:
+    """A researcher reads final data only: a search lists the submitted kits (anybody's) and
+    never an in-progress one, as a read of each kit would."""
+    owner, researcher = new_user(), new_user("researcher")
+    draft, submitted = sorted([new_kit(), new_kit()])
+    await save(client, draft, owner, {"heightCm": 170})
+    await save(client, submitted, owner, COMPLETE, submitted=True)
+    found, _ = await search_all(client, researcher, "researcher", _count="500")
+    assert submitted in found
+    assert draft not in found
+    assert (await search_all(client, researcher, "researcher", status="in-progress"))[0] == []
+
+
 async def test_an_admin_searches_every_kit(client: httpx.AsyncClient) -> None:
     start = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
     kits = await owned_kits(client, new_user(), 1) + await owned_kits(client, new_user(), 1)

@@ -351,3 +351,30 @@ async def test_the_questionnaire_migration_keeps_kits_and_answers_both_ways(
     assert "questionnaire_definitions" not in await table_names(empty_engine)
     await migrate.upgrade(empty_engine, revision)
     assert await count() == 1
+
+
+async def test_the_export_migration_adds_its_tables_and_its_downgrade_removes_them(
+    empty_engine: AsyncEngine,
+) -> None:
+    """0011 (FHIR Bulk Data export jobs): up, down, up, and the one-active-job-per-requester
+    index holds after the round trip."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import IntegrityError
+
+    await migrate.upgrade(empty_engine, "0011")
+    assert {"export_jobs", "export_parts"} <= await table_names(empty_engine)
+    await migrate.downgrade(empty_engine, "0010")
+    assert not {"export_jobs", "export_parts"} & await table_names(empty_engine)
+    await migrate.upgrade(empty_engine, "0011")
+    insert = text(
+        "INSERT INTO export_jobs (job_id, requester, active, state, request_url, types, statuses,"
+        " transaction_time, created_at, phase, parts, exported)"
+        " VALUES (:id, 'r', 1, 'queued', 'u', '[]', '[]', :now, :now, 0, 0, 0)"
+    )
+    now = datetime.now(UTC)
+    async with empty_engine.begin() as conn:
+        await conn.execute(insert, {"id": "a" * 32, "now": now})
+    with pytest.raises(IntegrityError):
+        async with empty_engine.begin() as conn:
+            await conn.execute(insert, {"id": "b" * 32, "now": now})

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from healthinfo.auth.access import KitRole, Permission, can, kit_roles, require
+from healthinfo.auth.access import (
+    KitRole,
+    Permission,
+    can,
+    kit_roles,
+    may_bulk_export,
+    reads_final_only,
+    require,
+)
 from healthinfo.auth.actor import Actor
 from healthinfo.errors import Forbidden, NotFound
 
@@ -63,3 +71,33 @@ def test_roles_without_the_permission_are_forbidden() -> None:
 )
 def test_each_role_has_exactly_its_permissions(role: KitRole, allowed: set[str]) -> None:
     assert {p.value for p in Permission if can(frozenset({role}), p)} == allowed
+
+
+RESEARCHER = Actor("rita", frozenset({"researcher"}))
+
+
+def test_researcher_holds_a_role_only_on_kits_whose_data_is_final() -> None:
+    assert kit_roles(RESEARCHER, owner_id="o", member_role=None, data_final=True) == {
+        KitRole.RESEARCHER
+    }
+    assert kit_roles(RESEARCHER, owner_id="o", member_role=None, data_final=False) == frozenset()
+
+
+def test_researcher_may_read_but_not_write_list_members_read_audit_or_export_a_kit() -> None:
+    roles = frozenset({KitRole.RESEARCHER})
+    assert can(roles, Permission.READ)
+    for permission in set(Permission) - {Permission.READ}:
+        assert not can(roles, permission), permission
+
+
+def test_reads_final_only_for_a_researcher_who_holds_no_other_reading_role() -> None:
+    assert reads_final_only(frozenset({KitRole.RESEARCHER}))
+    assert not reads_final_only(frozenset({KitRole.RESEARCHER, KitRole.VIEWER}))
+    assert not reads_final_only(frozenset({KitRole.RESEARCHER, KitRole.ADMIN}))
+
+
+def test_only_admins_and_researchers_may_bulk_export() -> None:
+    assert may_bulk_export(RESEARCHER)
+    assert may_bulk_export(Actor("ada", frozenset({"admin"})))
+    assert not may_bulk_export(Actor("aud", frozenset({"auditor"})))
+    assert not may_bulk_export(Actor("alice"))

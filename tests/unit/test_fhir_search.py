@@ -145,7 +145,9 @@ def test_an_operation_outcome_carries_the_problem_code_and_each_field_error() ->
 
 
 ROLE_SETS = [
-    frozenset(c) for n in range(3) for c in itertools.combinations(("admin", "auditor", "other"), n)
+    frozenset(c)
+    for n in range(3)
+    for c in itertools.combinations(("admin", "auditor", "researcher", "other"), n)
 ]
 
 
@@ -159,11 +161,12 @@ def test_the_search_scope_grants_exactly_what_a_single_kit_check_does(
     scope = scope_of(actor, permission)
     standings: list[tuple[str | None, str | None]] = [(None, None), ("u1", None), ("u2", None)]
     standings += [("u2", role.value) for role in MEMBER_ROLES]
-    for owner_id, member_role in standings:
-        single = can(kit_roles(actor, owner_id=owner_id, member_role=member_role), permission)
+    for (owner_id, member_role), final in itertools.product(standings, (False, True)):
+        held = kit_roles(actor, owner_id=owner_id, member_role=member_role, data_final=final)
         many = (
             scope.every_kit
             or (scope.as_owner and owner_id == "u1")
             or (member_role is not None and member_role in scope.member_roles)
+            or (scope.final_data and final)
         )
-        assert many == single, (owner_id, member_role)
+        assert many == can(held, permission), (owner_id, member_role, final)

@@ -50,6 +50,10 @@ TAGS: Final = (
         "errors as `OperationOutcome` (docs/fhir.md).",
     ),
     ("forwarding", "Deliveries of submissions to the lab's API (admin)."),
+    (
+        "fhir-bulk",
+        "FHIR Bulk Data export of every kit as NDJSON (admin, researcher; docs/fhir.md).",
+    ),
     ("operations", "Health checks and metrics (no token)."),
     ("problems", "What each problem `type` means and what a client should do (no token)."),
     (

@@ -25,6 +25,7 @@ from healthinfo.errors import (
     DeliveryNotDead,
     DomainError,
     EditConflict,
+    ExportInProgress,
     Forbidden,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -181,6 +182,11 @@ PAGES: Final[dict[str, ProblemPage]] = dict(
             RateLimited,
             "Too many requests from this user or address in the current window.",
             "Wait the number of seconds in Retry-After, then retry; slow down.",
+        ),
+        _domain(
+            ExportInProgress,
+            "A FHIR Bulk Data export kick-off while your previous export is still running.",
+            "Poll the earlier export's status URL until it completes, or DELETE it, then retry.",
         ),
         _domain(
             Unavailable,

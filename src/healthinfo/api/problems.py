@@ -25,6 +25,7 @@ from healthinfo.errors import (
     DeliveryNotDead,
     DomainError,
     EditConflict,
+    ExportInProgress,
     FieldError,
     Forbidden,
     IdempotencyKeyInUse,
@@ -71,6 +72,7 @@ STATUS: dict[type[DomainError], int] = {
     PreconditionRequired: 428,
     RoomFull: 429,
     RateLimited: 429,
+    ExportInProgress: 429,
     Unavailable: 503,
 }
 
@@ -174,7 +176,7 @@ def problem_for(request: Request, error: DomainError) -> Response:
 def _response_for(request: Request, error: DomainError) -> Response:
     body = domain_problem(error, instance=request.url.path, request_id=request_id_of(request))
     headers = {"X-Request-ID": body["requestId"]} if body["requestId"] else {}
-    if isinstance(error, RateLimited | RoomFull):
+    if isinstance(error, RateLimited | RoomFull | ExportInProgress):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="healthinfo"'

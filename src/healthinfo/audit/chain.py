@@ -154,6 +154,53 @@ async def append(uow: UnitOfWork, keys: AuditKeyring, event: AuditEvent) -> None
     await session.execute(_INSERT_EVENT, values)
 
 
+def _lock_heads(dialect: Any, count: int) -> Any:
+    """``_lock_head`` for ``count`` kits in one statement, returning each kit's hash."""
+    rows = [
+        {"kit_id": bindparam(f"kit_id_{i}"), "last_hash": GENESIS, "length": 0}
+        for i in range(count)
+    ]
+    return (
+        dialect.insert(HEADS)
+        .values(rows)
+        .on_conflict_do_update(index_elements=[HEADS.c.kit_id], set_={"length": HEADS.c.length})
+        .returning(HEADS.c.kit_id, HEADS.c.last_hash)
+    )
+
+
+async def append_many(uow: UnitOfWork, keys: AuditKeyring, events: list[AuditEvent]) -> None:
+    """``append`` for events of distinct kits, in three statements however many there are.
+
+    For bulk disclosures (one event per exported kit, ``fhir/bulk``): one multi-row head lock,
+    one batched head advance, one batched insert, instead of two or three round trips a kit.
+    The heads are locked in kit id order, the order any other multi-kit appender uses, so two
+    of them cannot deadlock; single-kit appends lock one head and cannot close a cycle.
+    """
+    if not events:
+        return
+    kit_ids = [event.kit_id for event in events]
+    if len(set(kit_ids)) != len(kit_ids):
+        raise ValueError("append_many takes at most one event per kit")
+    events = sorted(events, key=lambda event: event.kit_id)
+    session = uow.session
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = _lock_heads(dialect, len(events))
+    params = {f"kit_id_{i}": event.kit_id for i, event in enumerate(events)}
+    rows = (await session.execute(statement, params)).all()
+    previous: dict[str, str] = {row[0]: row[1] for row in rows}
+    advances = []
+    for event in events:
+        event.prev_hash = previous[event.kit_id]
+        event.key_id = keys.active_id
+        event.hash = link_hash(keys, event.prev_hash, event)
+        advances.append({"head_kit_id": event.kit_id, "new_hash": event.hash})
+    await session.execute(_ADVANCE_HEAD, advances)
+    await session.execute(
+        _INSERT_EVENT,
+        [{column.key: getattr(event, column.key) for column in _INSERTED} for event in events],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BrokenLink:
     kit_id: str

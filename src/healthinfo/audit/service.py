@@ -53,10 +53,17 @@ class AuditLog:
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
+        event = await self._event(ctx, entry)
+        # Chains (keyed) and writes the event: two statements on PostgreSQL (audit.chain). Core
+        # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
+        # statements themselves on every audited request, and nothing reads the event back.
+        await chain.append(uow, self._keys, event)
+
+    async def _event(self, ctx: RequestContext, entry: AuditEntry) -> AuditEvent:
         reason = entry.reason
         if reason is not None and self._reasons is not None:
             reason = await self._reasons.seal(entry.kit_id, reason)
-        event = AuditEvent(
+        return AuditEvent(
             event_id=str(uuid.uuid4()),
             at=self._clock(),
             kit_id=entry.kit_id,
@@ -72,10 +79,13 @@ class AuditLog:
             user_agent=without_control_characters(ctx.user_agent or "")[:USER_AGENT_LENGTH] or None,
             reason=reason,
         )
-        # Chains (keyed) and writes the event: two statements on PostgreSQL (audit.chain). Core
-        # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
-        # statements themselves on every audited request, and nothing reads the event back.
-        await chain.append(uow, self._keys, event)
+
+    async def record_many(
+        self, uow: UnitOfWork, ctx: RequestContext, entries: Sequence[AuditEntry]
+    ) -> None:
+        """``record`` for entries of distinct kits in a few statements (bulk disclosures)."""
+        events = [await self._event(ctx, entry) for entry in entries]
+        await chain.append_many(uow, self._keys, events)
 
     async def list_for_kit(
         self, uow: UnitOfWork, kit_id: str, *, limit: int, cursor: str | None

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 ADMIN = "admin"
 AUDITOR = "auditor"
+# Reads submitted data and runs FHIR Bulk Data exports; writes nothing (docs/security.md).
+RESEARCHER = "researcher"
+ROLES = (ADMIN, AUDITOR, RESEARCHER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +32,7 @@ class Actor:
     @property
     def is_auditor(self) -> bool:
         return AUDITOR in self.roles
+
+    @property
+    def is_researcher(self) -> bool:
+        return RESEARCHER in self.roles

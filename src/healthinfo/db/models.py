@@ -289,3 +289,62 @@ class QuestionnaireDefinition(Base):
     published_at: Mapped[datetime]
     published_by: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     retired_at: Mapped[datetime | None]
+
+
+class ExportJob(Base):
+    """A FHIR Bulk Data export (``fhir/bulk``): its request, its progress cursor and its lease.
+
+    The cursor (``phase`` and ``cursor``: the last resource key written) and the counts are
+    updated in the same transaction as the page they describe (``ExportPart``), so a worker
+    killed at any point resumes after the last committed page: no kit is written twice or
+    skipped. ``active`` is 1 while the job is queued or running and null afterwards; the unique
+    index on (requester, active) is what makes "at most one running export per requester" hold
+    across processes (NULLs never collide).
+    """
+
+    __tablename__ = "export_jobs"
+    __table_args__ = (
+        UniqueConstraint("requester", "active", name="uq_export_jobs_requester_active"),
+        Index("ix_export_jobs_state_leased_until", "state", "leased_until"),
+        Index("ix_export_jobs_expires_at", "expires_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    requester: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    active: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    request_url: Mapped[str] = mapped_column(Text)
+    types: Mapped[list[str]]
+    since: Mapped[datetime | None]
+    statuses: Mapped[list[str]]
+    transaction_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    phase: Mapped[int] = mapped_column(Integer)
+    cursor: Mapped[str | None] = mapped_column(String(KIT_ID_LENGTH))
+    parts: Mapped[int] = mapped_column(Integer)
+    exported: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int | None] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    leased_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
+class ExportPart(Base):
+    """One committed page of an export's output: encrypted NDJSON lines of one resource type.
+
+    The output file of a type is its parts in ``seq`` order. Stored in the database, not in
+    files, so that a page and the job's cursor commit together (exactly once after a crash)
+    and so that every serve process and worker, on any host, sees the same files.
+    """
+
+    __tablename__ = "export_parts"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("export_jobs.job_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)

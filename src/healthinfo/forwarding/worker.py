@@ -1,4 +1,6 @@
-"""``healthinfo worker``: the relay on its own, for deployments that deliver outside serve.
+"""``healthinfo worker``: the background jobs on their own, for deployments that run them
+outside serve: the forwarding relay (when ``HEALTHINFO_FORWARD_URL`` is set) and the FHIR Bulk
+Data export runner and purger (``fhir/bulk``), always.
 
 Any number of workers (and in-process relays) share the outbox on PostgreSQL; each claims with
 ``SKIP LOCKED``. SIGTERM or SIGINT stops it after the batch in flight; SIGKILL loses nothing
@@ -17,13 +19,21 @@ import signal
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from healthinfo.audit.reasons import ReasonCodec
+from healthinfo.audit.service import AuditLog
 from healthinfo.common.database import create_engines
+from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
+from healthinfo.crypto.codec import EncryptedAnswerCodec
 from healthinfo.crypto.factory import build_keystore, payload_codec
+from healthinfo.crypto.keystore import KeyStore
+from healthinfo.fhir.bulk.wiring import Exports, build_exports
 from healthinfo.forwarding.relay import build_relay
 from healthinfo.forwarding.store import DeliveryStore
 from healthinfo.infra.metrics import register_standard_collectors
+from healthinfo.questionnaires.registry import QuestionnaireRegistry
+from healthinfo.questionnaires.store import QuestionnaireStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +62,58 @@ async def run_worker(
     try:
         registry = CollectorRegistry()
         register_standard_collectors(registry)
-        relay = build_relay(
-            settings,
-            uows=UnitOfWorkFactory(engines),
-            store=DeliveryStore(codec=payload_codec(keystore)),
-            registry=registry,
-        )
+        uows = UnitOfWorkFactory(engines)
+        components: list[Lifecycle] = []
+        if settings.forward_url is not None:
+            relay = build_relay(
+                settings,
+                uows=uows,
+                store=DeliveryStore(codec=payload_codec(keystore)),
+                registry=registry,
+            )
+            components.append(relay)
+            logger.info("forwarding.worker_relay", extra={"relay": relay.name})
+        else:
+            # Not an error since the worker also runs exports, but an operator who meant to
+            # forward must see why nothing reaches the lab.
+            logger.info(
+                "forwarding.worker_forwarding_off",
+                extra={"unset_setting": "HEALTHINFO_FORWARD_URL", "running": "exports only"},
+            )
+        components.extend(_exports(settings, uows, keystore).components)
         if metrics_address is not None:
             # After the relay registered its metrics: a first scrape sees them all.
             host, port = metrics_address
             start_http_server(port, addr=host, registry=registry)
-        await relay.start()
-        logger.info("forwarding.worker_started", extra={"relay": relay.name})
+        started: list[Lifecycle] = []
         try:
+            for component in components:
+                await component.start()
+                started.append(component)
+            logger.info("forwarding.worker_started")
             await stop.wait()
         finally:
-            await relay.stop()
+            for component in reversed(started):
+                await component.stop()
     finally:
         await engines.dispose()
         await keystore.engines.dispose()
+
+
+def _exports(settings: Settings, uows: UnitOfWorkFactory, keystore: KeyStore) -> Exports:
+    """The export runner as serve builds it, from the parts the worker has."""
+    audit = AuditLog(settings.audit_keyring(), reasons=ReasonCodec(EncryptedAnswerCodec(keystore)))
+    questionnaires = QuestionnaireStore(
+        QuestionnaireRegistry.builtin(),
+        audit=audit,
+        default_id=settings.effective_default_questionnaire,
+    )
+    return build_exports(
+        settings,
+        uows=uows,
+        keystore=keystore,
+        codec=EncryptedAnswerCodec(keystore),
+        questionnaires=questionnaires,
+        audit=audit,
+        run_jobs=True,
+    )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from healthinfo.audit.service import AuditEntry, AuditLog
-from healthinfo.auth.access import Permission
+from healthinfo.auth.access import Permission, reads_final_only
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
@@ -210,12 +210,13 @@ class HealthInformationService:
     async def get_version(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, version: int
     ) -> HealthInformationState:
-        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        access = await self._kits.authorize(uow, actor, kit_id, Permission.READ)
         current = await self._existing(uow, kit_id)
         revision = await self._repo.get_revision(
             uow, kit_id, version, created_at=current.created_at
         )
-        if revision is None:
+        if revision is None or (reads_final_only(access.roles) and not revision.status.is_final):
+            # A researcher reads submitted data only: an earlier draft does not exist for them.
             raise NotFound(f"Kit {kit_id!r} has no version {version}.")
         return dataclasses.replace(
             revision,
@@ -241,11 +242,13 @@ class HealthInformationService:
 
         One authorization and one query, however many versions were missed.
         """
-        await self._kits.authorize(uow, actor, kit_id, Permission.READ)
+        access = await self._kits.authorize(uow, actor, kit_id, Permission.READ)
         current = await self._existing(uow, kit_id)
         revisions = await self._repo.revisions_after(
             uow, kit_id, version, created_at=current.created_at
         )
+        if reads_final_only(access.roles):
+            revisions = [revision for revision in revisions if revision.status.is_final]
         return [
             dataclasses.replace(
                 revision,

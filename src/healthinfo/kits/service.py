@@ -57,16 +57,22 @@ from healthinfo.errors import (
     QuestionnaireMismatch,
     ValidationFailed,
 )
+from healthinfo.health_information.model import Status
 from healthinfo.kits.claim_codes import ClaimCodes, IssuedCode
 
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
 CURRENT = cast(Table, HealthInformation.__table__)
 _MEMBER = MEMBERS.alias("member")
+# The answers' row as a scope condition sees it: an alias, so the condition stays correlated
+# to ``kits`` alone inside a query that already selects from ``health_information``.
+_DATA = CURRENT.alias("scoped_data")
 # Built once: every request asks it, and building it (an alias, joins, comparisons) cost more
 # CPU than compiling it, which SQLAlchemy caches anyway.
 _ACCESS = (
-    select(KITS.c.owner_id, _MEMBER.c.role, CURRENT.c.version, CURRENT.c.created_at)
+    select(
+        KITS.c.owner_id, _MEMBER.c.role, CURRENT.c.version, CURRENT.c.created_at, CURRENT.c.status
+    )
     .select_from(KITS)
     .outerjoin(
         _MEMBER,
@@ -99,16 +105,21 @@ class KitRoster:
     owner_id: str | None
     member_roles: Mapping[str, str]
     data_created_at: datetime | None
+    data_final: bool = False
 
     def authorize(self, actor: Actor, permission: Permission) -> None:
         """The same decision as ``KitService.authorize``, from the roster."""
         member_role = self.member_roles.get(actor.user_id)
-        roles = kit_roles(actor, owner_id=self.owner_id, member_role=member_role)
+        roles = kit_roles(
+            actor, owner_id=self.owner_id, member_role=member_role, data_final=self.data_final
+        )
         require(roles, permission, kit_id=self.kit_id)
 
 
 _ROSTER = (
-    select(KITS.c.owner_id, CURRENT.c.created_at, MEMBERS.c.user_id, MEMBERS.c.role)
+    select(
+        KITS.c.owner_id, CURRENT.c.created_at, CURRENT.c.status, MEMBERS.c.user_id, MEMBERS.c.role
+    )
     .select_from(KITS)
     .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
     .outerjoin(MEMBERS, MEMBERS.c.kit_id == KITS.c.kit_id)
@@ -165,7 +176,9 @@ class KitService:
         row = (await uow.session.execute(_ACCESS, parameters)).first()
         if row is None:
             return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
-        roles = kit_roles(actor, owner_id=row.owner_id, member_role=row.role)
+        roles = kit_roles(
+            actor, owner_id=row.owner_id, member_role=row.role, data_final=_final(row.status)
+        )
         return KitAccess(kit_id, row.owner_id, roles, row.version, row.created_at)
 
     @staticmethod
@@ -189,6 +202,13 @@ class KitService:
                     MEMBERS.c.role.in_(sorted(scope.member_roles)),
                 )
             )
+        if scope.final_data:
+            clauses.append(
+                exists().where(
+                    _DATA.c.kit_id == KITS.c.kit_id,
+                    _DATA.c.status != Status.IN_PROGRESS.value,
+                )
+            )
         return or_(*clauses) if clauses else false()
 
     async def roster(self, uow: UnitOfWork, kit_id: str) -> KitRoster:
@@ -198,7 +218,9 @@ class KitService:
         if not rows:
             return KitRoster(kit_id, None, {}, None)
         roles = {row.user_id: row.role for row in rows if row.user_id is not None}
-        return KitRoster(kit_id, rows[0].owner_id, roles, rows[0].created_at)
+        return KitRoster(
+            kit_id, rows[0].owner_id, roles, rows[0].created_at, _final(rows[0].status)
+        )
 
     async def authorize(
         self, uow: UnitOfWork, actor: Actor, kit_id: str, permission: Permission
@@ -453,3 +475,8 @@ class KitService:
             raise ValidationFailed(
                 [FieldError("userId", "is the kit's owner, whose role cannot change")]
             )
+
+
+def _final(status: str | None) -> bool:
+    """Submitted or amended data (what a researcher may read); None: nothing saved."""
+    return status is not None and Status(status).is_final

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, cast
 
@@ -30,6 +30,7 @@ from healthinfo.common.uow import UnitOfWork
 from healthinfo.compliance.export import EXPORT
 from healthinfo.db.models import AuditChainHead, HealthInformation
 from healthinfo.errors import Unavailable
+from healthinfo.fhir.bulk import BULK_EXPORT
 from healthinfo.health_information.cache import HealthInformationCache
 from healthinfo.health_information.service import READ
 from healthinfo.replication.freshness import (
@@ -48,7 +49,7 @@ REPLICA_COOL_DOWN_SECONDS = 5.0
 LAGGING = "lagging"
 UNAVAILABLE = "unavailable"
 # Audited, but they change nothing a read could miss: they need not hold replicas back.
-DISCLOSURES = frozenset({READ, EXPORT})
+DISCLOSURES = frozenset({READ, EXPORT, BULK_EXPORT})
 
 
 class ReadSources(Protocol):
@@ -112,6 +113,16 @@ class ChangeTrackingAuditLog(AuditLog):
         super().__init__(keys, clock=clock, reasons=reasons)
         self._changes = changes
         self._marks = SqlKitMarks()
+
+    async def record_many(
+        self, uow: UnitOfWork, ctx: RequestContext, entries: Sequence[AuditEntry]
+    ) -> None:
+        """Changes are tracked one by one; disclosures (the bulk export's) go in one batch."""
+        if any(is_change(entry) for entry in entries):
+            for entry in entries:
+                await self.record(uow, ctx, entry)
+            return
+        await super().record_many(uow, ctx, entries)
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         await super().record(uow, ctx, entry)
