@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from healthinfo.app import create_app
 from healthinfo.config import Settings
 from tests.conftest import open_client
+from tests.support.bulk import manifest, resources, started
 from tests.support.streaming_replica import StreamingReplica, query
 from tests.support.tokens import auth
 
@@ -157,6 +158,36 @@ async def test_history_audit_and_export_are_read_from_the_replica(
         assert await replica_reads(client) == before + 3
     await cluster.caught_up()
     assert [item["by"] for item in await history(client, kit_id, user)] == [BEHIND_THE_BACK]
+
+
+async def exported_authors(http: httpx.AsyncClient, kit_id: str) -> list[str]:
+    """The ``author`` of the kit's QuestionnaireResponse in a fresh Bulk Data export."""
+    admin = auth("admin-exporter", "admin")
+    status = await started(http, admin, "?_type=QuestionnaireResponse")
+    found = await resources(
+        http, await manifest(http, status, admin), admin, "QuestionnaireResponse"
+    )
+    mine = [r for r in found if r["identifier"]["value"] == kit_id]
+    return [r["author"]["identifier"]["value"] for r in mine]
+
+
+async def test_a_bulk_export_reads_its_pages_from_the_replica(
+    cluster: StreamingReplica, client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    """Proof by a change the service cannot know of: a page read on the replica shows the
+    replica's data, not the primary's, until replay resumes (the export spares the primary)."""
+    await save(client, kit_id, user, 180)
+    await cluster.caught_up()
+    async with cluster.replay_paused():
+        await query(
+            cluster.primary.dsn,
+            "UPDATE health_information SET updated_by = $1 WHERE kit_id = $2",
+            BEHIND_THE_BACK,
+            kit_id,
+        )
+        assert await exported_authors(client, kit_id) == [user]
+    await cluster.caught_up()
+    assert await exported_authors(client, kit_id) == [BEHIND_THE_BACK]
 
 
 async def test_a_write_is_read_back_while_the_replica_lags(
