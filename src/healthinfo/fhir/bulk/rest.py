@@ -18,6 +18,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response, StreamingResponse
 
 from healthinfo.api.deps import IdentityDep, ServicesDep
+from healthinfo.api.openapi import problems
 from healthinfo.auth.access import may_bulk_export
 from healthinfo.auth.actor import Actor
 from healthinfo.common.clock import to_rfc3339, utc_now
@@ -74,7 +75,10 @@ async def _own_job(svc: Services, actor: Actor, job_id: str) -> Job:
     name="fhir_bulk_kickoff",
     summary="FHIR Bulk Data system-level export kick-off (admin, researcher)",
     status_code=202,
-    responses={202: {"description": "Accepted; poll the Content-Location."}},
+    responses={
+        202: {"description": "Accepted; poll the Content-Location."},
+        **problems(400, 401, 403, 503),
+    },
 )
 async def kickoff(request: Request, identity: IdentityDep, svc: ServicesDep) -> Response:
     actor = _exporter(identity)
@@ -119,6 +123,12 @@ async def kickoff(request: Request, identity: IdentityDep, svc: ServicesDep) -> 
     "/bulk-status/{jobId}",
     name="fhir_bulk_status",
     summary="An export's status: 202 while running, 200 with the manifest when complete",
+    responses={
+        200: {"description": "The manifest.", "content": {"application/json": {}}},
+        202: {"description": "Still running: X-Progress and Retry-After say how far."},
+        500: {"description": "The export failed (an OperationOutcome says why)."},
+        **problems(401, 403, 404, 503),
+    },
 )
 async def export_status(
     job_id: JobId, request: Request, identity: IdentityDep, svc: ServicesDep
@@ -173,6 +183,7 @@ async def export_status(
     name="fhir_bulk_cancel",
     summary="Cancel an export, or delete a finished one's files",
     status_code=202,
+    responses={202: {"description": "Cancelled or deleted."}, **problems(401, 403, 404, 503)},
 )
 async def cancel_export(job_id: JobId, identity: IdentityDep, svc: ServicesDep) -> Response:
     actor = _exporter(identity)
@@ -191,7 +202,7 @@ async def cancel_export(job_id: JobId, identity: IdentityDep, svc: ServicesDep) 
     "/bulk-files/{jobId}/{fileName}",
     name="fhir_bulk_file",
     summary="An export's output file: NDJSON, one resource a line (only to its requester)",
-    responses={200: {"content": {NDJSON: {}}}},
+    responses={200: {"content": {NDJSON: {}}}, **problems(401, 403, 404, 503)},
 )
 async def export_file(
     job_id: JobId, file_name: FileName, identity: IdentityDep, svc: ServicesDep
