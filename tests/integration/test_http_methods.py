@@ -36,6 +36,8 @@ def concrete(template: str, kit_id: str = "K1") -> str:
         "id": str(uuid.uuid4()),
         "questionnaireId": "health-information",
         "code": "version-conflict",
+        "jobId": "0" * 32,  # a Bulk Data export (/v1/fhir/bulk-status, bulk-files)
+        "fileName": "QuestionnaireResponse.ndjson",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
