@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.types import ASGIApp, Message
@@ -105,3 +106,52 @@ async def websocket_answer(app: ASGIApp, path: str, headers: dict[str, str]) -> 
     if message["type"] == "http.response.start":  # a handshake refused with an HTTP response
         return int(message["status"])
     return int(message.get("code", 1000))
+
+
+class Conversation:
+    """Both directions of an in-process WebSocket: what the app sent, and sending it text."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        await self.inbox.put({"type": "websocket.receive", "text": json.dumps(data)})
+
+    async def receive(self) -> Message:
+        """The app's next ASGI message (``websocket.send`` or ``websocket.close``)."""
+        return await asyncio.wait_for(self.outbox.get(), ANSWER_TIMEOUT)
+
+    async def receive_json(self) -> dict[str, Any]:
+        message = await self.receive()
+        assert message["type"] == "websocket.send", message
+        data: dict[str, Any] = json.loads(message["text"])
+        return data
+
+
+@contextlib.asynccontextmanager
+async def websocket_conversation(
+    app: ASGIApp, path: str, headers: dict[str, str]
+) -> AsyncIterator[Conversation]:
+    """A WebSocket to ``app`` in this process, for tests that must control the app's clock
+    or modules (a live server's cannot be); hangs up on exit."""
+    scope = _scope("websocket", "GET", path, headers)
+    scope["subprotocols"] = []
+    talk = Conversation()
+    await talk.inbox.put({"type": "websocket.connect"})
+
+    async def send(message: Message) -> None:
+        if message["type"] != "websocket.accept":
+            await talk.outbox.put(message)
+
+    task = asyncio.create_task(app(scope, talk.inbox.get, send))
+    try:
+        yield talk
+    finally:
+        await talk.inbox.put({"type": "websocket.disconnect", "code": 1000})
+        try:
+            await asyncio.wait_for(task, ANSWER_TIMEOUT)
+        except (TimeoutError, Exception):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
