@@ -94,6 +94,29 @@ async def test_options_on_an_unrouted_path_is_a_404_problem(client: httpx.AsyncC
     assert_problem(response, 404, "not-found")
 
 
+# Served but not in the OpenAPI document: the pages, and a file of the /docs assets mount.
+UNDOCUMENTED_GETS = (
+    "/",
+    "/docs",
+    "/redoc",
+    "/demo",
+    "/openapi.json",
+    "/docs/assets/swagger-init.js",
+)
+
+
+@pytest.mark.parametrize("path", UNDOCUMENTED_GETS)
+async def test_options_and_405_outside_the_openapi_document_allow_get_head_and_options(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    options = await client.options(path)
+    assert options.status_code == 204, path
+    assert allowed(options) == {"GET", "HEAD", "OPTIONS"}, path
+    refused = await client.post(path)
+    assert refused.status_code == 405, path
+    assert allowed(refused) == {"GET", "HEAD", "OPTIONS"}, path
+
+
 # --- 405 ------------------------------------------------------------------------------------------
 
 
@@ -174,6 +197,18 @@ async def test_head_refuses_like_get(client: httpx.AsyncClient, kit_id: str, use
 async def test_head_works_on_every_public_get(client: httpx.AsyncClient) -> None:
     for path in ("/health/live", "/openapi.json", "/docs", "/demo", "/problems/not-found"):
         await assert_head_like_get(client, path)
+
+
+async def test_head_answers_like_get_on_every_documented_get(client: httpx.AsyncClient) -> None:
+    """An admin's view of every GET of the OpenAPI document (streams are tested below). The
+    same status and header names: an audited read (the export) grows with every read."""
+    gets = [p for p, operations in (await openapi_paths(client)).items() if "get" in operations]
+    assert len(gets) >= 25
+    admin = auth("root", "admin")
+    for path in [concrete(template) for template in gets if not template.endswith("/events")]:
+        get, head = await client.get(path, headers=admin), await client.head(path, headers=admin)
+        assert (head.status_code, head.content) == (get.status_code, b""), path
+        assert set(head.headers) == set(get.headers), path
 
 
 async def test_head_on_the_event_stream_answers_headers_only(

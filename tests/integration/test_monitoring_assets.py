@@ -182,6 +182,20 @@ def test_the_dashboard_is_valid_json_with_a_query_per_panel() -> None:
         assert all(target["expr"].strip() for target in panel["targets"])
 
 
+def test_promtool_accepts_every_dashboard_query(tmp_path: Path) -> None:
+    """Grafana never parses PromQL before a panel is opened: each query goes through promtool
+    as a recording rule of its own, so a syntax error fails here, not on the dashboard."""
+    rules = [
+        {"record": f"dashboard_panel_{number}", "expr": expr}
+        for number, expr in enumerate(dashboard_expressions())
+    ]
+    panels = tmp_path / "dashboard-queries.yml"
+    panels.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = run_promtool("check", "rules", "--lint=none", str(panels))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
+
+
 @pytest.fixture
 async def metrics_after_traffic(make_settings: Callable[..., Settings]) -> str:
     """/metrics of an app with forwarding on (its metrics exist only then), after traffic."""

@@ -175,3 +175,20 @@ def test_the_layout_names_no_package_that_does_not_exist() -> None:
     block = section.split("src/healthinfo/", 1)[1].split("tests/", 1)[0]
     named = re.findall(r"^\s{2}(\w+)/", block, flags=re.M)
     assert sorted(named) == package_directories()
+
+
+# --- the README's word on logs ------------------------------------------------------------------
+
+
+def test_the_readme_says_logs_are_console_on_a_terminal_json_otherwise_and_how_to_force() -> None:
+    """tests/integration/test_log_format.py proves the behaviour; this, that a newcomer is told
+    it, with the name of a setting that exists."""
+    from healthinfo.config import Settings
+
+    readme = " ".join((ROOT / "README.md").read_text("utf-8").split())
+    assert "structlog's console layout" in readme
+    assert "in a terminal" in readme
+    assert "one JSON object per line" in readme
+    forced = re.search(r"`(HEALTHINFO_[A-Z_]+)=true`\s+or\s+`false`\s+forces either", readme)
+    assert forced, "the README does not say how to force JSON or the console layout"
+    assert forced.group(1).removeprefix("HEALTHINFO_").lower() in Settings.model_fields

@@ -27,9 +27,12 @@ from functools import lru_cache
 
 from fastapi.routing import iter_route_contexts
 from starlette.responses import Response
-from starlette.routing import BaseRoute, compile_path
+from starlette.routing import BaseRoute, Mount, compile_path
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# What a static files mount serves (Starlette's StaticFiles: GET, and HEAD with it).
+STATIC_METHODS = frozenset({"GET"})
 # The order ``Allow`` lists methods in: reads, writes, then the implicit ones.
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HEAD_STATE = "head_request"  # in scope["state"]: this GET is really a HEAD
@@ -48,10 +51,16 @@ def route_path(scope: Scope) -> str:
 
 
 def declared_methods(routes: Iterable[BaseRoute], path: str) -> frozenset[str]:
-    """Every method some HTTP route declares for ``path`` (WebSocket routes and mounts have
-    none)."""
+    """Every method some HTTP route declares for ``path``. WebSocket routes and other mounts
+    have none; a static files mount (the /docs assets) serves GET: without it, its 405 would
+    say ``Allow: OPTIONS`` and its OPTIONS would be a 405."""
     found: set[str] = set()
     for context in iter_route_contexts(list(routes)):
+        route = context.original_route
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            if route.path_regex.match(path):
+                found |= STATIC_METHODS
+            continue
         template, methods = context.path, context.methods
         if template and methods and _template_regex(template).match(path):
             found |= {method.upper() for method in methods}
@@ -105,9 +114,13 @@ class MethodsMiddleware:
         await self.app(scope, receive, self._completing_allow(scope, send))
 
     def _completing_allow(self, scope: Scope, send: Send) -> Send:
+        # The path as the request named it: routing into a mount moves its prefix into the
+        # scope's root_path, and the 405 comes after that.
+        path = route_path(scope)
+
         async def send_with_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = allow_value(self._declared(scope))
+                allow = allow_value(declared_methods(self.routes(), path))
                 message["headers"] = with_allow(message.get("headers", []), allow)
             await send(message)
 
