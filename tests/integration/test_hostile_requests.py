@@ -4,8 +4,9 @@ uvicorn drops the connection when a response header holds a control character, w
 in-process ASGI client would not show; so these tests speak raw HTTP/1.1 over a socket to the
 live server and parse exactly what comes back. Every header the service builds from request data
 is covered: the legacy routes' ``Link`` (from the path), ``X-Request-ID`` (echoed when sane),
-``Content-Disposition`` of an export (from the kit id) and the ``ETag`` of a 412 (never the
-client's ``If-Match``). The service sends no ``Location`` or ``Content-Location``; ``Retry-After``
+``Content-Disposition`` of an export (from the kit id), the ``ETag`` of a 412 (never the
+client's ``If-Match``) and the ``Location`` of a published questionnaire (from the id and
+version in its body, JSON or FHIR). The service sends no ``Content-Location``; ``Retry-After``
 and ``RateLimit-*`` are numbers the limiter computes.
 """
 
@@ -15,7 +16,7 @@ import json
 import re
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -202,6 +203,68 @@ def test_a_412_sends_the_current_etag_not_the_clients_if_match(server: ServerPro
     )
     assert response.problem()["code"] == "version-conflict"
     assert response.header("etag") == '"1"'
+
+
+def publish(server: ServerProcess, content_type: str, body: dict[str, object]) -> Raw:
+    return exchange(
+        server.port,
+        [
+            b"POST /v1/questionnaires HTTP/1.1",
+            f"Authorization: Bearer {token('admin-hostile', ['admin'])}".encode(),
+            f"Content-Type: {content_type}".encode(),
+        ],
+        json.dumps(body).encode(),
+    )
+
+
+def json_definition(questionnaire_id: str, version: str) -> dict[str, object]:
+    question = {"id": "q", "text": "Q", "type": "boolean", "required": False, "section": "s"}
+    return {"id": questionnaire_id, "version": version, "title": "T", "items": [question]}
+
+
+def fhir_definition(questionnaire_id: str, version: str) -> dict[str, object]:
+    return {
+        "resourceType": "Questionnaire",
+        "id": questionnaire_id,
+        "version": version,
+        "title": "T",
+        "status": "active",
+        "item": [{"linkId": "q", "text": "Q", "type": "boolean"}],
+    }
+
+
+Definition = Callable[[str, str], dict[str, object]]
+PUBLISHED_AS = pytest.mark.parametrize(
+    ("content_type", "make"),
+    [("application/json", json_definition), ("application/fhir+json", fhir_definition)],
+    ids=["json", "fhir"],
+)
+
+
+@PUBLISHED_AS
+@pytest.mark.parametrize(
+    ("questionnaire_id", "version"),
+    [("q\r\nSet-Cookie: a=b", "1"), ("q-ok", "1\r\nSet-Cookie: a=b"), ("q\x00", "1")],
+    ids=["crlf-id", "crlf-version", "nul-id"],
+)
+def test_a_published_questionnaire_id_never_reaches_the_location_header_unvalidated(
+    server: ServerProcess, content_type: str, make: Definition, questionnaire_id: str, version: str
+) -> None:
+    response = publish(server, content_type, make(questionnaire_id, version))
+    assert response.status == 422
+    assert response.problem()["code"] == "validation-failed"
+    assert response.header("location") is None
+    assert response.header("set-cookie") is None
+
+
+@PUBLISHED_AS
+def test_a_published_questionnaire_s_location_is_its_id_and_version(
+    server: ServerProcess, content_type: str, make: Definition
+) -> None:
+    questionnaire_id = f"q-{uuid.uuid4().hex[:8]}"
+    response = publish(server, content_type, make(questionnaire_id, "1.0"))
+    assert response.status == 201, response.body
+    assert response.header("location") == f"/v1/questionnaires/{questionnaire_id}/versions/1.0"
 
 
 # --- headers that depend on how the request arrived ----------------------------------------------

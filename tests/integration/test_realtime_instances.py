@@ -312,6 +312,37 @@ async def test_a_removal_on_one_instance_ends_the_member_s_streams_on_the_other(
         assert await until_closed(ws) == (4403, "forbidden")
 
 
+async def test_an_erasure_on_one_instance_ends_every_stream_of_the_kit_on_the_other(
+    pair: tuple[ServerProcess, ServerProcess], http: httpx.AsyncClient
+) -> None:
+    """Within a second; the answers saved anew right after, through the streams' own
+    instance, never reach them."""
+    _a, b = pair
+    owner, viewer = new_user("a"), new_user("b")
+    kit_id = await claimed_kit(http, owner)
+    await add_viewer(http, kit_id, owner, viewer)
+    await http.patch(url(kit_id), json={"answers": {"heightCm": 170}}, headers=auth(owner))
+    async with (
+        sse(b.base_url, kit_id, viewer) as stream,
+        websocket(b.base_url, kit_id, owner) as ws,
+        httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b,
+    ):
+        await stream.event("presence")
+        await opened(ws)
+        erased = await http.delete(url(kit_id), headers=auth(owner))  # through A
+        assert erased.status_code == 204, erased.text
+        started = time.monotonic()
+        write = await on_b.patch(
+            url(kit_id), json={"answers": {"heightCm": 150}}, headers=auth(owner)
+        )
+        assert write.status_code == 200
+        problem, sent = await until_revoked(stream, within=1.5)
+        assert time.monotonic() - started < 1.5
+        assert (problem["status"], problem["code"]) == (404, "not-found")
+        assert "updated" not in sent
+        assert (await until_closed(ws))[0] == 4404
+
+
 async def test_with_the_bus_down_a_removal_still_ends_streams_within_five_seconds(
     tmp_path: Path,
 ) -> None:

@@ -357,7 +357,7 @@ async def test_a_websocket_write_after_the_token_expired_is_refused(
     assert current.status_code == 404  # nothing was saved
 
 
-async def test_websocket_updates_count_against_the_write_limit(
+async def test_websocket_updates_and_submits_count_against_the_write_limit(
     strict_server: ServerProcess, strict_http: httpx.AsyncClient
 ) -> None:
     owner = new_user()
@@ -368,11 +368,14 @@ async def test_websocket_updates_count_against_the_write_limit(
             await request(ws, {"type": "update", "answers": {"heightCm": 150 + i}})
             for i in range(8)
         ]
+        # A submit is a write too: refused with the same budget spent.
+        submitted = await request(ws, {"type": "submit"})
     # The claim was the first write of the user's five.
     assert [r["type"] for r in replies] == ["ack"] * 4 + ["error"] * 4
     problem = replies[-1]["problem"]
     assert (problem["status"], problem["code"]) == (429, "rate-limited")
     assert problem["retryAfter"] >= 1
+    assert (submitted["type"], submitted["problem"]["code"]) == ("error", "rate-limited")
     # The same budget as REST: the user's next REST write is refused too.
     response = await strict_http.patch(
         url(kit_id), json={"answers": {"heightCm": 190}}, headers=auth(owner)

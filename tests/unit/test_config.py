@@ -439,6 +439,11 @@ def test_header_limit_defaults_to_16_kib() -> None:
     assert load_settings().max_header_bytes == 16_384
 
 
+def test_one_user_holds_at_most_five_places_in_a_room_by_default() -> None:
+    """The cap itself is tested live (test_stream_revocation.py, with a limit of 2)."""
+    assert load_settings().room_user_limit == 5
+
+
 @pytest.mark.parametrize(
     "url",
     [
