@@ -314,6 +314,187 @@ async def test_a_condition_inside_a_repetition_is_decided_row_by_row(
     }
 
 
+# -- the newer constructs: open choices, option kinds, dateTime, time, readOnly ----------------
+
+
+def constructs(questionnaire_id: str) -> dict[str, Any]:
+    """Every kind of option, open choices, dateTime and time, a read-only item, and conditions
+    on each (a dateTime one in another zone than the answers)."""
+    return {
+        "id": questionnaire_id,
+        "version": "1",
+        "title": "Constructs",
+        "items": [
+            question(
+                "mood",
+                "How do you feel?",
+                "single-choice",
+                openChoice=True,
+                options=[{"value": "good", "label": "Good"}, {"value": "bad", "label": "Bad"}],
+            ),
+            question(
+                "hobbies",
+                "Your hobbies",
+                "multiple-choice",
+                openChoice=True,
+                options=[{"value": "reading"}, {"value": "walking"}],
+            ),
+            question("score", "Score", "single-choice", options=[{"value": v} for v in (1, 2, 3)]),
+            question("scores", "Scores", "multiple-choice", options=[{"value": 10}, {"value": 20}]),
+            question("onset", "When did it start?", "dateTime"),
+            question("wakeUp", "When do you wake up?", "time"),
+            question("computed", "Computed elsewhere", "string", readOnly=True),
+            {
+                "id": "tiredNote",
+                "type": "display",
+                "text": "Rest well.",
+                "enableWhen": [when("mood", "=", "tired")],
+            },
+            {
+                "id": "topScore",
+                "type": "display",
+                "text": "The top score.",
+                "enableWhen": [when("score", "=", 3)],
+            },
+            {
+                "id": "lateOnset",
+                "type": "display",
+                "text": "It started after 09:00 UTC.",
+                "enableWhen": [when("onset", ">=", "2024-01-02T10:00:00+01:00")],
+            },
+            {
+                "id": "lateRiser",
+                "type": "display",
+                "text": "You wake up after noon.",
+                "enableWhen": [when("wakeUp", ">", "12:00:00")],
+            },
+        ],
+    }
+
+
+async def constructs_kit(
+    browser: Browser, server: ServerProcess, alice_zone: str | None = None
+) -> tuple[str, str, Page, Page]:
+    """A kit bound to a new ``constructs`` questionnaire, open for its owner and an editor
+    (the editor's browser in New York)."""
+    questionnaire_id = f"constructs-{uuid.uuid4().hex[:8]}"
+    await publish(server, constructs(questionnaire_id))
+    owner, editor = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    claim = {"questionnaire": {"id": questionnaire_id, "version": "1"}}
+    kit_id = await claimed_kit(server, owner, editor, claim=claim)
+    alice = await open_demo(browser, server, kit_id, owner, timezone=alice_zone)
+    bob = await open_demo(browser, server, kit_id, editor, timezone="America/New_York")
+    return kit_id, owner, alice, bob
+
+
+async def write(server: ServerProcess, kit_id: str, user: str, answers: dict[str, Any]) -> None:
+    """Answers written through the API (not the page), as another client would."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        response = await http.patch(
+            f"/v1/kits/{kit_id}/health-information",
+            json={"answers": answers},
+            headers=auth(user) | {"Content-Type": "application/merge-patch+json"},
+        )
+    assert response.status_code in (200, 201), response.text
+
+
+async def test_options_without_labels_show_their_values_and_integer_options_stay_integers(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    kit_id, _, alice, bob = await constructs_kit(browser, demo_server)
+    await expect(alice.locator("#q-score option")).to_have_text(["—", "1", "2", "3"])
+    await expect(alice.locator("#q-hobbies label")).to_have_text([" reading", " walking"])
+    await expect(bob.locator("#row-topScore")).to_be_hidden()
+
+    await alice.select_option("#q-score", label="3")
+    await alice.locator("#q-scores input[value='20']").check()
+
+    await expect(bob.locator("#q-scores input[value='20']")).to_be_checked()
+    await expect(bob.locator("#q-score")).to_have_value("3")
+    await expect(bob.locator("#row-topScore")).to_be_visible()  # score = 3, an integer
+    assert await saved_answers(demo_server, kit_id) == {"score": 3, "scores": [20]}
+
+
+async def test_an_open_choice_takes_free_text_which_the_other_person_sees(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    kit_id, _, alice, bob = await constructs_kit(browser, demo_server)
+    await expect(alice.locator("#q-mood input.other")).to_be_hidden()
+
+    await alice.select_option("#q-mood select", label="Other…")
+    await answer(alice, "#q-mood input.other", "tired")
+
+    await expect(bob.locator("#q-mood select")).to_have_value("\u0000other")
+    await expect(bob.locator("#q-mood input.other")).to_have_value("tired")
+    await expect(bob.locator("#row-tiredNote")).to_be_visible()  # a condition on free text
+    await bob.select_option("#q-mood select", label="Good")
+    await expect(alice.locator("#q-mood input.other")).to_be_hidden()
+    await expect(alice.locator("#row-tiredNote")).to_be_hidden()
+
+    await alice.locator("#q-hobbies input[value=reading]").check()
+    await expect(alice.locator("#version")).to_have_text("3")  # saved: the next edit builds on it
+    await answer(alice, "#q-hobbies input.other", "chess")
+    free = bob.locator("#q-hobbies label.free input")
+    await expect(free).to_be_checked()
+    await expect(bob.locator("#q-hobbies label.free")).to_have_text(" chess")
+    assert await saved_answers(demo_server, kit_id) == {
+        "mood": "good",
+        "hobbies": ["reading", "chess"],
+    }
+    await free.click()  # (not uncheck(): the box goes with the answer, before it could be read)
+    await expect(alice.locator("#q-hobbies label.free")).to_have_count(0)
+    assert (await saved_answers(demo_server, kit_id))["hobbies"] == ["reading"]
+
+
+async def test_date_times_keep_their_zone_and_times_their_seconds_and_compare_as_instants(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    kit_id, owner, alice, bob = await constructs_kit(browser, demo_server, "Europe/Paris")
+    await expect(alice.locator("#q-onset input")).to_have_attribute("type", "datetime-local")
+    await expect(alice.locator("#q-onset .zone")).to_have_text("UTC+01:00")  # Paris in winter
+    await expect(alice.locator("#q-wakeUp")).to_have_attribute("type", "time")
+
+    await answer(alice, "#q-onset input", "2024-01-02T10:30:15")
+    await answer(alice, "#q-wakeUp", "13:05")
+
+    # Bob, in New York, sees the time as written, in the zone it was written in.
+    await expect(bob.locator("#q-onset input")).to_have_value("2024-01-02T10:30:15")
+    await expect(bob.locator("#q-onset .zone")).to_have_text("UTC+01:00")
+    await expect(bob.locator("#row-lateOnset")).to_be_visible()
+    await expect(bob.locator("#row-lateRiser")).to_be_visible()
+    assert await saved_answers(demo_server, kit_id) == {
+        "onset": "2024-01-02T10:30:15+01:00",
+        "wakeUp": "13:05:00",
+    }
+    # 09:30Z is after 10:00+01:00 (09:00Z), though its text sorts before it.
+    await write(demo_server, kit_id, owner, {"onset": "2024-01-02T09:30:00Z"})
+    await expect(bob.locator("#q-onset .zone")).to_have_text("UTC")
+    await expect(bob.locator("#row-lateOnset")).to_be_visible()
+    await write(demo_server, kit_id, owner, {"onset": "2024-01-02T03:59:59-05:00"})
+    await expect(alice.locator("#row-lateOnset")).to_be_hidden()  # 08:59:59Z
+
+    await answer(bob, "#q-onset input", "2024-01-02T04:00:00")  # kept in the answer's zone
+    await expect(alice.locator("#row-lateOnset")).to_be_visible()
+    assert (await saved_answers(demo_server, kit_id))["onset"] == "2024-01-02T04:00:00-05:00"
+
+
+async def test_a_read_only_item_is_shown_to_everyone_and_edited_by_no_one(
+    browser: Browser, demo_server: ServerProcess
+) -> None:
+    kit_id, owner, alice, bob = await constructs_kit(browser, demo_server)
+    await write(demo_server, kit_id, owner, {"computed": "BMI 22.4"})
+
+    for page in (alice, bob):
+        await expect(page.locator("#q-computed")).to_have_value("BMI 22.4")
+        await expect(page.locator("#q-computed")).to_be_disabled()
+    await alice.select_option("#q-score", label="1")  # a save re-enables the other controls
+    await expect(bob.locator("#q-score")).to_have_value("1")
+    for page in (alice, bob):
+        await expect(page.locator("#q-score")).to_be_enabled()
+        await expect(page.locator("#q-computed")).to_be_disabled()
+    assert await saved_answers(demo_server, kit_id) == {"computed": "BMI 22.4", "score": 1}
+
+
 # -- the page's rules are the server's ---------------------------------------------------
 
 
@@ -332,6 +513,10 @@ def rules(questionnaire_id: str) -> dict[str, Any]:
             question("word", "word", "string"),
             question("one", "one", "single-choice", options=choice),
             question("many", "many", "multiple-choice", options=choice),
+            question("at", "at", "dateTime"),
+            question("clock", "clock", "time"),
+            question("level", "level", "single-choice", options=[{"value": 1}, {"value": 2}]),
+            question("open", "open", "multiple-choice", options=choice, openChoice=True),
             question(
                 "q1",
                 "q1",
@@ -354,6 +539,14 @@ def rules(questionnaire_id: str) -> dict[str, Any]:
             question("q8", "q8", "string", enableWhen=[when("word", "=", "x")]),
             question("q9", "q9", "string", enableWhen=[when("count", "=", 3)]),
             question("q10", "q10", "string", enableWhen=[when("day", "<", "2021-06-01")]),
+            question(
+                "q11", "q11", "string", enableWhen=[when("at", ">=", "2024-01-02T10:00:00+01:00")]
+            ),
+            question("q12", "q12", "string", enableWhen=[when("at", "=", "2024-01-02T09:00:00Z")]),
+            question("q13", "q13", "string", enableWhen=[when("clock", "<", "12:00:00.5")]),
+            question("q14", "q14", "string", enableWhen=[when("level", "=", 2)]),
+            question("q15", "q15", "string", enableWhen=[when("open", "=", "free")]),
+            question("q16", "q16", "string", enableWhen=[when("clock", "=", "12:00:00")]),
             {
                 "id": "box",
                 "type": "group",
@@ -408,6 +601,19 @@ def random_answers(rng: random.Random) -> dict[str, Any]:
         "q1": ["text"],
         "q6": [1, 4, 5, 9],
         "inBox": [True, False],
+        # one instant in several zones, and instants whose text sorts the other way
+        "at": [
+            "2024-01-02T09:00:00Z",
+            "2024-01-02T10:00:00+01:00",
+            "2024-01-02T04:00:00-05:00",
+            "2024-01-02T09:30:00Z",
+            "2024-01-02T10:59:59.999999+02:00",
+            "2024-01-02T08:59:59.5-00:30",
+            "0099-12-31T23:59:59Z",
+        ],
+        "clock": ["12:00:00", "12:00:00.000", "12:00:00.4", "12:00:00.500001", "09:15:00"],
+        "level": [1, 2],
+        "open": [["a"], ["free"], ["b", "free"], ["other text"]],
     }
     answers = {key: rng.choice(pool) for key, pool in pools.items() if rng.random() < 0.6}
     rows = []
@@ -464,7 +670,7 @@ async def test_the_page_decides_what_is_enabled_exactly_as_the_server_does(
     # The cases reach every item both ways, so the comparison says something about each.
     disabled_somewhere = {item for e in expected for item in e["off"]}
     enabled_somewhere = {item for e in expected for item in q.plan.nodes if item not in e["off"]}
-    conditional = {"q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "box", "rows"}
+    conditional = {f"q{n}" for n in range(1, 17)} | {"box", "rows"}
     assert conditional <= disabled_somewhere & enabled_somewhere
     row_off = {item for e in expected for row in e["rows"] for item in row}
     assert {"r2", "r3", "sub", "r4"} <= row_off

@@ -213,6 +213,42 @@ async def test_unsupported_constructs_are_a_422_listing_each_link_id(
     assert len(errors) == 4
 
 
+async def test_a_repeating_choice_publishes_as_a_multiple_choice_and_a_repeating_integer_is_422(
+    client: httpx.AsyncClient, kit_id: str, user: str
+) -> None:
+    resource = fhir_questionnaire(new_id())
+    mood = resource["item"][0]["item"][1]
+    mood["repeats"] = True  # several answers: our multiple choice
+    response = await publish_fhir(client, resource)
+    assert response.status_code == 201, response.text
+    assert response.json()["item"][0]["item"][1]["repeats"] is True
+    definition = (await client.get(response.headers["location"], headers=auth(user))).json()
+    assert definition["items"][0]["items"][1]["type"] == "multiple-choice"
+    claim = {"questionnaire": {"id": resource["id"], "version": "2"}}
+    claimed = await client.post(f"/v1/kits/{kit_id}/claim", json=claim, headers=auth(user))
+    assert claimed.status_code == 201, claimed.text
+    written = await client.put(
+        f"/v1/kits/{kit_id}/health-information",
+        json={"answers": {"/about/mood": ["LA6568-5", "LA6569-3"]}},
+        headers=auth(user),
+    )
+    assert written.status_code in (200, 201), written.text
+
+    refused = fhir_questionnaire(new_id())
+    refused["item"][0]["item"][0]["repeats"] = True  # several ages: nothing in ours to hold them
+    response = await publish_fhir(client, refused)
+    assert response.status_code == 422, response.text
+    errors = [(e["field"], e["message"]) for e in response.json()["errors"]]
+    assert errors == [
+        (
+            "item[0].item[0].repeats",
+            "linkId '/about/age': repeats is supported on groups and choices, not on integer items",
+        )
+    ]
+    absent = await client.get(f"/v1/questionnaires/{refused['id']}", headers=auth(user))
+    assert absent.status_code == 404  # nothing was published
+
+
 async def test_a_fhir_questionnaire_without_an_id_is_422(client: httpx.AsyncClient) -> None:
     resource = fhir_questionnaire(new_id())
     del resource["id"]

@@ -71,18 +71,29 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-async def open_demo(browser: Browser, server: ServerProcess, kit_id: str, user: str) -> Page:
-    """The page as ``user`` in a browser context of its own, once its stream is live."""
-    page = await open_page(browser, server, kit_id, token(user))
+async def open_demo(
+    browser: Browser, server: ServerProcess, kit_id: str, user: str, timezone: str | None = None
+) -> Page:
+    """The page as ``user`` in a browser context of its own, once its stream is live.
+
+    ``timezone``: the browser's (an IANA name), for what a page enters as a local time.
+    """
+    page = await open_page(browser, server, kit_id, token(user), timezone=timezone)
     await expect(page.locator("#status")).to_have_text("live")
     return page
 
 
 async def open_page(
-    browser: Browser, server: ServerProcess, kit_id: str, bearer: str, seen: list[str] | None = None
+    browser: Browser,
+    server: ServerProcess,
+    kit_id: str,
+    bearer: str,
+    seen: list[str] | None = None,
+    *,
+    timezone: str | None = None,
 ) -> Page:
     """The demo page for ``kit_id`` with ``bearer``; ``seen`` collects its live-route requests."""
-    context = await browser.new_context()
+    context = await browser.new_context(timezone_id=timezone)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

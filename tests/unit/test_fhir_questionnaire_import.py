@@ -822,6 +822,91 @@ def minimal(*items: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return resource | extra
 
 
+# --- repeats on a question -------------------------------------------------------------------
+#
+# The definition language repeats groups only (docs/api.md: "A group with "repeats": true … is
+# answered as a list of objects"); an item with several answers is a multiple choice. So FHIR's
+# repeating choice is our multiple-choice (an open-choice our open multiple-choice), both ways,
+# and a repeating question of any other type has nothing to map onto: a 422 naming its linkId.
+
+NOT_REPEATABLE = ["boolean", "decimal", "integer", "date", "dateTime", "time", "string", "text"]
+
+
+def test_a_repeating_choice_is_a_multiple_choice_and_a_repeating_open_choice_an_open_one() -> None:
+    options = [{"valueString": "a"}, {"valueString": "b"}]
+    resource = minimal(
+        {"linkId": "one", "text": "One", "type": "choice", "answerOption": options},
+        {
+            "linkId": "many",
+            "text": "Many",
+            "type": "choice",
+            "repeats": True,
+            "extension": [{"url": MAX_OCCURS, "valueInteger": 2}],
+            "answerOption": options,
+        },
+        {
+            "linkId": "free",
+            "text": "Free",
+            "type": "open-choice",
+            "repeats": True,
+            "answerOption": options,
+        },
+    )
+    q = questionnaire_from_fhir(copy.deepcopy(resource))
+    kinds = {i.id: (i.type, i.open_choice, i.max_items) for i in q.items}
+    assert kinds == {
+        "one": ("single-choice", False, None),
+        "many": ("multiple-choice", False, 2),
+        "free": ("multiple-choice", True, None),
+    }
+    exported = {item["linkId"]: item for item in questionnaire_to_fhir(q)["item"]}
+    assert "repeats" not in exported["one"]
+    assert (exported["many"]["type"], exported["many"]["repeats"]) == ("choice", True)
+    assert exported["many"]["extension"] == [{"url": MAX_OCCURS, "valueInteger": 2}]
+    assert (exported["free"]["type"], exported["free"]["repeats"]) == ("open-choice", True)
+    assert validate_answers(q, {"many": ["a", "b"], "free": ["a", "my own"]}, today=TODAY) == []
+
+
+@pytest.mark.parametrize("kind", NOT_REPEATABLE)
+def test_a_repeating_question_that_is_not_a_choice_is_refused_naming_its_link_id(
+    kind: str,
+) -> None:
+    question = {"linkId": "/1.2", "text": "Several", "type": kind}
+    questionnaire_from_fhir(minimal(question))  # accepted as one answer: only repeats is at fault
+
+    found = faults(minimal(question | {"repeats": True}))
+
+    message = f"linkId '/1.2': repeats is supported on groups and choices, not on {kind} items"
+    assert found == [("item[0].repeats", message)]
+
+
+@PROPERTY
+@given(definitions(), st.data())
+def test_repeats_on_any_exported_question_but_a_choice_is_a_422_naming_that_item(
+    q: Questionnaire, data: st.DataObject
+) -> None:
+    resource = questionnaire_to_fhir(q)
+    questions: list[tuple[str, dict[str, Any]]] = []
+
+    def visit(level: list[dict[str, Any]], prefix: str) -> None:
+        for index, item in enumerate(level):
+            path = f"{prefix}item[{index}]"
+            if item["type"] in NOT_REPEATABLE:
+                questions.append((path, item))
+            visit(item.get("item", []), f"{path}.")
+
+    visit(resource["item"], "")
+    if not questions:
+        return
+    path, item = data.draw(st.sampled_from(questions))
+    item["repeats"] = True
+
+    found = faults(json.loads(json.dumps(resource)))
+
+    expected = f"repeats is supported on groups and choices, not on {item['type']} items"
+    assert found == [(f"{path}.repeats", f"linkId {item['linkId']!r}: {expected}")]
+
+
 def test_a_questionnaire_without_an_id_is_refused() -> None:
     resource = minimal()
     del resource["id"]
@@ -909,7 +994,7 @@ def test_every_unsupported_construct_is_listed_with_its_link_id() -> None:
         ("item[4].type", "linkId 'file': type 'attachment' is not supported"),
         (
             "item[5].repeats",
-            "linkId 'many': repeats is supported on groups and choices, not on a string item",
+            "linkId 'many': repeats is supported on groups and choices, not on string items",
         ),
         ("item[6].maxLength", "linkId 'len': is not supported on integer items"),
         ("item[7]", "linkId 'opts': only choice items have answerOption or answerValueSet (que-5)"),

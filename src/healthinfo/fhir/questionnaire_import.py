@@ -368,7 +368,7 @@ class _Importer:
         elif fhir_type == "display":
             self.fail(f"{path}.repeats", "a display item cannot repeat (que-6)", link_id)
         else:
-            message = f"repeats is supported on groups and choices, not on a {fhir_type} item"
+            message = f"repeats is supported on groups and choices, not on {fhir_type} items"
             self.fail(f"{path}.repeats", message, link_id)
 
     def _extensions(

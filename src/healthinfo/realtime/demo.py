@@ -1,7 +1,8 @@
 """``/demo``: a static page where several people edit one kit's questionnaire together.
 
 No build step: one HTML file with inline script and style, shipped as package data. It renders
-the kit's own questionnaire version (display items, nested groups, repeating groups, and
+the kit's own questionnaire version (every question type, open choices and read-only items
+included; display items, nested groups, repeating groups, and
 ``enableWhen`` decided in the browser with the rules of ``questionnaires/conditions.py``, again on
 every live event), writes with ``baseVersion`` over REST, follows changes over EventSource, and
 shows presence (focus goes over the WebSocket) and conflicts. The token and kit id come from the URL
