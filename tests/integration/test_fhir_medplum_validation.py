@@ -30,6 +30,7 @@ import pytest
 
 from tests.support.answers import COMPLETE
 from tests.support.bulk import manifest, resources, started
+from tests.support.fhir_family import fhir_questionnaire
 from tests.support.medplum import MedplumUnavailable, Verdict, ensure_installed, validate
 from tests.support.tokens import auth
 
@@ -39,7 +40,6 @@ BASE = "/v1/fhir"
 FHIR = "application/fhir+json"
 SHIPPED = "urn:healthinfo/Questionnaire/health-information"
 CODES = "urn:healthinfo/CodeSystem/health-information"
-LOINC = "http://loinc.org"
 FAIL_LINE = re.compile(r"FAIL \S+ #(\d+): ")
 # Every kind of resource the service emits (the Bundle of a search included).
 EMITTED_TYPES = {
@@ -191,76 +191,6 @@ EVERY_ITEM_ANSWERS: dict[str, Any] = {
         {"drug": "ibuprofen"},
     ],
 }
-
-
-def fhir_family(questionnaire_id: str) -> dict[str, Any]:
-    """An LHC-Forms-like FHIR Questionnaire: a group, a repeating group, an extension."""
-    return {
-        "resourceType": "Questionnaire",
-        "id": questionnaire_id,
-        "extension": [{"url": "http://example.org/lformsVersion", "valueString": "29.0.0"}],
-        "url": f"http://example.org/fhir/Questionnaire/{questionnaire_id}",
-        "version": "2",
-        "name": "Family" + questionnaire_id.removeprefix("family-").capitalize(),
-        "title": "Family history",
-        "status": "active",
-        "item": [
-            {
-                "linkId": "/about",
-                "text": "About you",
-                "type": "group",
-                "item": [
-                    {"linkId": "/about/age", "text": "Age", "type": "integer", "required": True},
-                    {
-                        "linkId": "/about/mood",
-                        "text": "Little interest or pleasure in doing things",
-                        "type": "choice",
-                        "answerOption": [
-                            {"valueCoding": {"system": LOINC, "code": "LA6568-5", "display": "No"}},
-                            {
-                                "valueCoding": {
-                                    "system": LOINC,
-                                    "code": "LA6569-3",
-                                    "display": "Some",
-                                }
-                            },
-                        ],
-                    },
-                ],
-            },
-            {
-                "extension": [
-                    {
-                        "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs",
-                        "valueInteger": 5,
-                    }
-                ],
-                "linkId": "/family",
-                "text": "Family members",
-                "type": "group",
-                "repeats": True,
-                "item": [
-                    {
-                        "linkId": "/family/who",
-                        "text": "Relationship",
-                        "type": "open-choice",
-                        "required": True,
-                        "maxLength": 100,
-                        "answerOption": [{"valueString": "Mother"}, {"valueString": "Father"}],
-                    },
-                    {"linkId": "/family/living", "text": "Living?", "type": "boolean"},
-                    {
-                        "linkId": "/family/died",
-                        "text": "When did they die?",
-                        "type": "date",
-                        "enableWhen": [
-                            {"question": "/family/living", "operator": "=", "answerBoolean": False}
-                        ],
-                    },
-                ],
-            },
-        ],
-    }
 
 
 def family_answers(questionnaire: dict[str, Any], status: str) -> dict[str, Any]:
@@ -586,7 +516,7 @@ async def collect_everything(client: httpx.AsyncClient) -> Emitted:
         "/v1/questionnaires", json=every_item_type(native_id), headers=auth(fresh("admin"), "admin")
     )
     assert published.status_code == 201, published.text
-    family = fhir_family(f"family-{uuid.uuid4().hex[:8]}")
+    family = fhir_questionnaire(f"family-{uuid.uuid4().hex[:8]}")
     await collect_metadata_and_questionnaires(client, out, native_id, family)
     await collect_responses(client, out, native_id, family)
     await collect_outcomes(client, out)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.fhir_family import fhir_questionnaire
 from tests.support.fhir_validity import assert_valid_questionnaire, assert_valid_response
 from tests.support.tokens import auth
 
@@ -21,76 +22,6 @@ LOINC = "http://loinc.org"
 
 def admin() -> dict[str, str]:
     return auth(f"admin-{uuid.uuid4().hex[:6]}", "admin")
-
-
-def fhir_questionnaire(questionnaire_id: str) -> dict[str, Any]:
-    """A small LHC-Forms-like Questionnaire: a group, a repeating group, conditions in a row."""
-    return {
-        "resourceType": "Questionnaire",
-        "id": questionnaire_id,
-        "extension": [{"url": "http://example.org/lformsVersion", "valueString": "29.0.0"}],
-        "url": f"http://example.org/fhir/Questionnaire/{questionnaire_id}",
-        "version": "2",
-        "name": "Family" + questionnaire_id.removeprefix("family-").capitalize(),  # derived
-        "title": "Family history",
-        "status": "active",
-        "item": [
-            {
-                "linkId": "/about",
-                "text": "About you",
-                "type": "group",
-                "item": [
-                    {"linkId": "/about/age", "text": "Age", "type": "integer", "required": True},
-                    {
-                        "linkId": "/about/mood",
-                        "text": "Little interest or pleasure in doing things",
-                        "type": "choice",
-                        "answerOption": [
-                            {"valueCoding": {"system": LOINC, "code": "LA6568-5", "display": "No"}},
-                            {
-                                "valueCoding": {
-                                    "system": LOINC,
-                                    "code": "LA6569-3",
-                                    "display": "Some",
-                                }
-                            },
-                        ],
-                    },
-                ],
-            },
-            {
-                "extension": [
-                    {
-                        "url": "http://hl7.org/fhir/StructureDefinition/questionnaire-maxOccurs",
-                        "valueInteger": 5,
-                    }
-                ],
-                "linkId": "/family",
-                "text": "Family members",
-                "type": "group",
-                "repeats": True,
-                "item": [
-                    {
-                        "linkId": "/family/who",
-                        "text": "Relationship",
-                        "type": "open-choice",
-                        "required": True,
-                        "maxLength": 100,
-                        "answerOption": [{"valueString": "Mother"}, {"valueString": "Father"}],
-                    },
-                    {"linkId": "/family/living", "text": "Living?", "type": "boolean"},
-                    {
-                        "linkId": "/family/died",
-                        "text": "When did they die?",
-                        "type": "date",
-                        "enableWhen": [
-                            {"question": "/family/living", "operator": "=", "answerBoolean": False}
-                        ],
-                    },
-                ],
-            },
-        ],
-    }
 
 
 async def publish_fhir(client: httpx.AsyncClient, resource: Any, **headers: str) -> httpx.Response:
