@@ -30,7 +30,7 @@ import pytest
 
 from tests.support.answers import COMPLETE
 from tests.support.bulk import manifest, resources, started
-from tests.support.fhir_family import fhir_questionnaire
+from tests.support.fhir_family import family_answers, fhir_questionnaire
 from tests.support.medplum import MedplumUnavailable, Verdict, ensure_installed, validate
 from tests.support.tokens import auth
 
@@ -191,35 +191,6 @@ EVERY_ITEM_ANSWERS: dict[str, Any] = {
         {"drug": "ibuprofen"},
     ],
 }
-
-
-def family_answers(questionnaire: dict[str, Any], status: str) -> dict[str, Any]:
-    return {
-        "resourceType": "QuestionnaireResponse",
-        "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
-        "status": status,
-        "item": [
-            {
-                "linkId": "/about",
-                "item": [
-                    {"linkId": "/about/age", "answer": [{"valueInteger": 47}]},
-                    {"linkId": "/about/mood", "answer": [{"valueCoding": {"code": "LA6569-3"}}]},
-                ],
-            },
-            {
-                "linkId": "/family",
-                "item": [
-                    {"linkId": "/family/who", "answer": [{"valueString": "Mother"}]},
-                    {"linkId": "/family/living", "answer": [{"valueBoolean": False}]},
-                    {"linkId": "/family/died", "answer": [{"valueDate": "2019-05-01"}]},
-                ],
-            },
-            {
-                "linkId": "/family",
-                "item": [{"linkId": "/family/who", "answer": [{"valueString": "Aunt"}]}],
-            },
-        ],
-    }
 
 
 def shipped_qr(status: str, answers: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fhir_family import fhir_questionnaire
+from tests.support.fhir_family import family_answers, fhir_questionnaire
 from tests.support.fhir_validity import assert_valid_questionnaire, assert_valid_response
 from tests.support.tokens import auth
 
@@ -200,32 +200,7 @@ async def test_a_questionnaire_response_with_groups_and_rows_is_written_and_read
         headers=auth(user),
     )
     assert claimed.status_code == 201, claimed.text
-    answers = {
-        "resourceType": "QuestionnaireResponse",
-        "questionnaire": f"{resource['url']}|2",
-        "status": "in-progress",
-        "item": [
-            {
-                "linkId": "/about",
-                "item": [
-                    {"linkId": "/about/age", "answer": [{"valueInteger": 47}]},
-                    {"linkId": "/about/mood", "answer": [{"valueCoding": {"code": "LA6569-3"}}]},
-                ],
-            },
-            {
-                "linkId": "/family",
-                "item": [
-                    {"linkId": "/family/who", "answer": [{"valueString": "Mother"}]},
-                    {"linkId": "/family/living", "answer": [{"valueBoolean": False}]},
-                    {"linkId": "/family/died", "answer": [{"valueDate": "2019-05-01"}]},
-                ],
-            },
-            {
-                "linkId": "/family",
-                "item": [{"linkId": "/family/who", "answer": [{"valueString": "Aunt"}]}],
-            },
-        ],
-    }
+    answers = family_answers(resource, "in-progress")
     url = f"/v1/kits/{kit_id}/health-information"
     saved = await client.put(
         url, content=json.dumps(answers), headers={**auth(user), "Content-Type": FHIR}

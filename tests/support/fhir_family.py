@@ -75,3 +75,33 @@ def fhir_questionnaire(questionnaire_id: str) -> dict[str, Any]:
             },
         ],
     }
+
+
+def family_answers(questionnaire: dict[str, Any], status: str) -> dict[str, Any]:
+    """Answers to :func:`fhir_questionnaire`: the group, and two rows of the repeating one."""
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": f"{questionnaire['url']}|{questionnaire['version']}",
+        "status": status,
+        "item": [
+            {
+                "linkId": "/about",
+                "item": [
+                    {"linkId": "/about/age", "answer": [{"valueInteger": 47}]},
+                    {"linkId": "/about/mood", "answer": [{"valueCoding": {"code": "LA6569-3"}}]},
+                ],
+            },
+            {
+                "linkId": "/family",
+                "item": [
+                    {"linkId": "/family/who", "answer": [{"valueString": "Mother"}]},
+                    {"linkId": "/family/living", "answer": [{"valueBoolean": False}]},
+                    {"linkId": "/family/died", "answer": [{"valueDate": "2019-05-01"}]},
+                ],
+            },
+            {
+                "linkId": "/family",
+                "item": [{"linkId": "/family/who", "answer": [{"valueString": "Aunt"}]}],
+            },
+        ],
+    }
