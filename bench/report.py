@@ -13,12 +13,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import layers
+
 # scenario -> (ceiling scenario, what the ratio means)
 CEILINGS = {
     "read_cache_hit": "ceiling_fastapi",
     "read_cache_off": "ceiling_fastapi",
     "read_no_ratelimit": "ceiling_fastapi",
     "read_no_audit": "ceiling_fastapi",
+    "read_audit_sync": "ceiling_fastapi",
     "redis_down_read": "ceiling_fastapi",
     "ceiling_fastapi": "ceiling_asgi",
     "patch": "ceiling_sql_min",
@@ -34,6 +37,7 @@ CEILINGS = {
 ORDER = [
     "read_cache_hit",
     "read_no_audit",
+    "read_audit_sync",
     "read_no_ratelimit",
     "read_cache_off",
     "redis_down_read",
@@ -310,6 +314,10 @@ def table(results: dict[str, Any], *, markdown: bool = False) -> str:
                 ]
             )
     lines = _render(header, rows, markdown)
+    layer_header, layer_rows = layers.table_rows(results)
+    if layer_rows:
+        lines += ["", "server CPU per layer (py-spy samples × CPU per response; bench/layers.py)"]
+        lines += _render(layer_header, layer_rows, markdown)
     sse = results.get("sse", {})
     extra: list[str] = []
     for name, s in sse.items():

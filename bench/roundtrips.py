@@ -6,6 +6,7 @@ runs ``redis-cli MONITOR`` (filtered by the run's key prefix). Needs a local Pos
 log file is readable (``--log``, Debian's default path below) and ``redis-cli``.
 
     python -m bench.roundtrips [--log /var/log/postgresql/postgresql-15-main.log]
+                               [--env audit_reads=false …]
 
 Statements are what the log shows: SQLAlchemy's pre-ping also sends an empty query (``;``)
 between its BEGIN and ROLLBACK, which PostgreSQL does not log; Redis commands run inside a
@@ -56,10 +57,24 @@ def count(log: Path, data_db: str, key_db: str, prefix: str, call: Callable[[], 
     data = [line for line in statements if f"@{data_db} " in line]
     keys = [line for line in statements if f"@{key_db} " in line]
     direct = [line for line in redis_lines if "lua]" not in line]  # not run inside a script
+    # The rate limiter's reconciliation runs on its own clock, not per request (unless
+    # HEALTHINFO_RATE_LIMIT_SYNC_MS=0): listed apart.
+    # (its keys end in a window's number; the exact mode's in ":previous" / ":current").
+    reconciliations = [
+        line
+        for line in direct
+        if ":ratelimit:" in line and ":current" not in line and '"EVALSHA"' in line.upper()
+    ]
+    direct = [line for line in direct if line not in reconciliations]
     scripts = [line for line in direct if '"EVALSHA"' in line.upper()]
     out = [
         f"status {status}: {len(data)} statements on the data database, {len(keys)} on the "
         f"key store; Redis: {len(direct)} client commands ({len(scripts)} of them scripts)"
+        + (
+            f", plus {len(reconciliations)} rate-limit reconciliations in the window"
+            if reconciliations
+            else ""
+        )
     ]
     out += ["    " + line.split("LOG:  ", 1)[1][:110] for line in data + keys]
     out += ["    redis " + line.split('"', 1)[1][:100] for line in direct]
@@ -69,6 +84,9 @@ def count(log: Path, data_db: str, key_db: str, prefix: str, call: Callable[[], 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--log", type=Path, default=DEFAULT_LOG)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="server settings"
+    )
     args = parser.parse_args()
     if shutil.which("redis-cli") is None or not args.log.exists():
         raise SystemExit("needs redis-cli and a readable PostgreSQL log (--log)")
@@ -80,7 +98,8 @@ def main() -> None:
     prefix = "healthinfo-bench-roundtrips:"
     bench = runner.Bench(runner.Options(), work, data_url, key_url, prefix)
     try:
-        with bench.server("roundtrips") as (_, _url, api):
+        overrides = dict(item.split("=", 1) for item in args.env)
+        with bench.server("roundtrips", **overrides) as (_, _url, api):
             api.seed(["K1"])
             api.read("K1")
             patch_headers = {**api.owner, "Content-Type": "application/merge-patch+json"}

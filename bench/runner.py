@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench import infra, report
+from bench import infra, layers, report
 from bench.measure import run_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +79,7 @@ class Options:
     out_dir: Path = RESULTS
     keep_logs: bool = False
     profile: bool = False
+    layers: bool = False  # py-spy the cached GET and the PATCH: the per-layer CPU table
     two_instances: bool = True
     quick: bool = False
     wait_quiet: float | None = None
@@ -86,6 +87,11 @@ class Options:
 
     def wants(self, name: str) -> bool:
         return self.only is None or name in self.only
+
+    @property
+    def profiled_level(self) -> int:
+        """The number of clients at which --profile and --layers sample the server."""
+        return 16 if 16 in self.levels else max(self.levels)
 
 
 def token(sub: str, roles: tuple[str, ...] = ()) -> str:
@@ -307,10 +313,15 @@ class Bench:
         return infra.run_json(argv, timeout=seconds + 120, env=env)
 
     @contextlib.contextmanager
-    def profiling(self, proc: infra.Process, name: str) -> Iterator[None]:
-        """py-spy on the server while the block runs (``--profile``), summarised afterwards."""
-        spy = _py_spy() if self.opts.profile else None
+    def profiling(self, proc: infra.Process, scenario: str, clients: int) -> Iterator[None]:
+        """py-spy on the server while the block runs, at ``Options.profiled_level`` clients:
+        summarised (``--profile``) and attributed to layers (``--layers``, bench/layers.py)."""
+        name = f"{scenario}-c{clients}"
+        wanted = self.opts.profile or self.opts.layers
+        spy = _py_spy() if wanted and clients == self.opts.profiled_level else None
         if spy is None:
+            if self.opts.layers and clients == self.opts.profiled_level:
+                self.results["notes"].append("--layers: py-spy not found, no per-layer table")
             yield
             return
         out = self.work / f"profile-{name}.txt"
@@ -328,7 +339,10 @@ class Bench:
             except subprocess.TimeoutExpired:
                 os.killpg(recorder.pid, signal.SIGKILL)
                 recorder.wait()
-        if out.exists():
+        if out.exists() and self.opts.layers:
+            attributed = layers.attribute(out.read_text())
+            self.results.setdefault("layers", {})[scenario] = {"clients": clients, **attributed}
+        if out.exists() and self.opts.profile:
             self.results["profiles"][name] = report.summarise_profile(out.read_text())
             kept = self.opts.out_dir / f"profile-{name}-{self.results['meta']['run_id']}.txt"
             kept.parent.mkdir(parents=True, exist_ok=True)
@@ -343,13 +357,15 @@ class Bench:
         configs = {
             "no-cache": {"cache_enabled": "false"},
             "no-ratelimit": {"rate_limit_enabled": "false"},
-            "no-read-audit": {"audit_reads": "false"},
+            "no-read-audit": {"audit_reads": "off"},
+            "sync-read-audit": {"audit_reads": "sync"},
             "redis-down": {"redis_url": f"redis://127.0.0.1:{infra.closed_port()}/0"},
         }
         wanted = {
             "no-cache": "read_cache_off",
             "no-ratelimit": "read_no_ratelimit",
             "no-read-audit": "read_no_audit",
+            "sync-read-audit": "read_audit_sync",
             "redis-down": "redis_down",
         }
         with self.server("service") as (proc, url, api):
@@ -372,7 +388,7 @@ class Bench:
             if o.wants("read_cache_hit"):
                 with self.guard("read_cache_hit"):
                     for c in levels:
-                        with self.profiling(proc, f"read_cache_hit-c{c}") if c == 16 else _null():
+                        with self.profiling(proc, "read_cache_hit", c):
                             m = self.wrk(
                                 "read", url, c, [self.owner_token, "R", str(self.opts.read_kits)]
                             )
@@ -383,7 +399,7 @@ class Bench:
                         kit_prefix = f"P{c}-"
                         api.seed([f"{kit_prefix}{i}" for i in range(1, c + 1)])
                         args = [self.owner_token, kit_prefix, "own", "1"]
-                        with self.profiling(proc, f"patch-c{c}") if c == 16 else _null():
+                        with self.profiling(proc, "patch", c):
                             m = self.wrk("patch", url, c, args, one_thread_per_client=True)
                         self.record("patch", c, m)
             if o.wants("patch_same_kit"):
@@ -456,6 +472,13 @@ class Bench:
             ):
                 api.read_all([f"R{i}" for i in range(1, o.read_kits + 1)])
                 self.reads("read_no_audit", url)
+        if o.wants("read_audit_sync"):
+            with (
+                self.guard("read_audit_sync"),
+                self.server("sync-read-audit", **configs["sync-read-audit"]) as (_, url, api),
+            ):
+                api.read_all([f"R{i}" for i in range(1, o.read_kits + 1)])
+                self.reads("read_audit_sync", url)
         if o.wants("redis_down"):
             with self.guard("redis_down"):
                 self.redis_down(configs["redis-down"])
@@ -864,11 +887,6 @@ def _loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-@contextlib.contextmanager
-def _null() -> Iterator[None]:
-    yield
-
-
 def _py_spy() -> str | None:
     found = shutil.which("py-spy")
     if found:
@@ -992,6 +1010,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work dir (logs)")
     parser.add_argument("--profile", action="store_true", help="py-spy the server at 16 clients")
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="py-spy the cached GET and the PATCH and tabulate server CPU per layer",
+    )
     parser.add_argument("--no-two-instances", action="store_true", help="skip nginx + 2 servers")
     parser.add_argument(
         "--wait-quiet",
@@ -1026,6 +1049,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     opts.out_dir = args.out
     opts.keep_logs = args.keep_logs
     opts.profile = args.profile
+    opts.layers = args.layers
     if args.no_two_instances:
         opts.two_instances = False
     opts.wait_quiet = args.wait_quiet

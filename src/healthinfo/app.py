@@ -11,34 +11,31 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from healthinfo import __version__
 from healthinfo.api import health, problem_pages
 from healthinfo.api.compression import add_compression
 from healthinfo.api.docs import install_docs
-from healthinfo.api.headers import SecurityHeadersMiddleware
-from healthinfo.api.methods import MethodsMiddleware
-from healthinfo.api.middleware import (
-    BodyLimitMiddleware,
-    LegacyRouteMiddleware,
-    MetricsMiddleware,
-    RequestIdMiddleware,
-)
+from healthinfo.api.edge import Edge
 from healthinfo.api.openapi_docs import install_openapi, legacy_operation_id, operation_id
 from healthinfo.api.problems import install_problem_handlers
 from healthinfo.api.profiling import ProfilingMiddleware
-from healthinfo.api.ratelimit import RATE_LIMITS, RateLimitHeadersMiddleware
-from healthinfo.api.request_log import RequestLogMiddleware
+from healthinfo.api.ratelimit import RATE_LIMITS
 from healthinfo.audit import rest as audit_rest
+from healthinfo.audit.change_tracking import ChangeTrackingAuditLog
 from healthinfo.audit.checkpoints import AuditCheckpointer, CheckpointStore
+from healthinfo.audit.read_batches import ReadAuditBatcher, ReadBatchMetrics, batch_writer
+from healthinfo.audit.reads import ReadAuditor
 from healthinfo.audit.reasons import ReasonCodec
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
 from healthinfo.common.database import Engines, create_engines
+from healthinfo.common.flags import OFF, ON
 from healthinfo.common.lifecycle import Lifecycle
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.compliance import rest as compliance_rest
@@ -83,7 +80,7 @@ from healthinfo.realtime import sse as realtime_sse
 from healthinfo.realtime import websocket as realtime_websocket
 from healthinfo.realtime.wiring import build_hub
 from healthinfo.replication.freshness import ChangeRecord
-from healthinfo.replication.reads import ChangeTrackingAuditLog, ReplicaReads, cached_answers
+from healthinfo.replication.reads import ReplicaReads, cached_answers
 from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
@@ -138,6 +135,29 @@ def build_rate_limiter(settings: Settings, metrics: Metrics) -> RateLimiter | No
             failure_threshold=settings.cache_breaker_failures,
             cool_down_seconds=settings.cache_breaker_cooldown_seconds,
         ),
+        sync_seconds=settings.rate_limit_sync_ms / 1000,
+    )
+
+
+def build_read_auditor(
+    settings: Settings,
+    uows: UnitOfWorkFactory,
+    audit: AuditLog,
+    writes: WriteRunner,
+    metrics: Metrics,
+) -> ReadAuditor:
+    """``HEALTHINFO_AUDIT_READS``: batched (with its batcher), sync or off (audit.reads)."""
+    batcher = None
+    if settings.audit_reads == "batched":
+        batcher = ReadAuditBatcher(
+            batch_writer(uows, audit.keys),
+            batch_ms=settings.audit_read_batch_ms,
+            batch_size=settings.audit_read_batch_size,
+            max_pending=settings.audit_read_max_pending,
+            metrics=ReadBatchMetrics(metrics.registry, write_failures=metrics.audit_failures),
+        )
+    return ReadAuditor(
+        settings.audit_reads, audit=audit, writes=writes, metrics=metrics, batcher=batcher
     )
 
 
@@ -192,7 +212,7 @@ def build_services(
         audit=audit,
         flags=ServiceFlags(
             strict_preconditions=settings.strict_preconditions,
-            audit_reads=settings.audit_reads,
+            audit_reads=OFF if settings.audit_reads == "off" else ON,
             amendments=settings.amendments_enabled,
         ),
         max_answers=settings.max_answers,
@@ -216,6 +236,8 @@ def build_services(
         retention=timedelta(hours=settings.idempotency_retention_hours),
         lease=timedelta(seconds=settings.idempotency_lease_seconds),
     )
+    writes = WriteRunner(uows=uows, audit=audit, metrics=metrics)
+    read_audit = build_read_auditor(settings, uows, audit, writes, metrics)
     exports = build_exports(
         settings,
         uows=uows,
@@ -228,7 +250,8 @@ def build_services(
     services = Services(
         settings=settings,
         uows=uows,
-        writes=WriteRunner(uows=uows, audit=audit, metrics=metrics),
+        writes=writes,
+        read_audit=read_audit,
         audit=audit,
         kits=kits,
         health_information=health_information,
@@ -258,6 +281,9 @@ def build_services(
             interval_seconds=settings.audit_checkpoint_interval,
         )
     )
+    # After the checkpointer, so it stops before it (its final checkpoint pins the flushed read
+    # events), and before the hub, so it stops after it (no stream opens any more).
+    services.components.append(read_audit)
     services.components.extend(forwarding.components)
     services.components.extend(exports.components)
     services.components.append(hub)
@@ -267,16 +293,20 @@ def build_services(
     kits.add_access_listener(lambda kit_id, erased: hub.access_changed(kit_id, erased=erased))
 
     async def read_roster(kit_id: str) -> KitRoster:
-        async with uows.read() as uow:
+        # One statement, so no transaction around it: one round trip per wave of deliveries.
+        async with uows.autocommit() as uow:
             return await kits.roster(uow, kit_id)
 
     hub.use_roster_reader(read_roster)
     if cache is not None:
 
         async def write_through(event: ChangeEvent) -> None:
-            await hi_cache.remember(event.state)
+            await hi_cache.remember(event.state, stored_answers=event.stored_answers)
 
-        health_information.add_listener(write_through)
+        # Off the response path, unless replicas are read: then an instance that did not make
+        # the write learns it committed from the shared entry (replication/), and a client's
+        # next read, through any instance, must find it there (read-your-writes).
+        health_information.add_listener(write_through, background=not engines.replicas)
         services.components.append(CacheCloser(cache))
         services.components.append(
             CacheWarmer(
@@ -286,6 +316,9 @@ def build_services(
                 max_kits=settings.cache_warm_max_kits,
             )
         )
+    # Last, so stopped first: what writes queued for after their response still reaches the
+    # cache and the bus before those close.
+    services.components.append(uows.background)
     return services
 
 
@@ -294,21 +327,28 @@ async def _shred(keystore: KeyStore, kit_id: str) -> None:
     await keystore.destroy(kit_id)
 
 
-def api_router() -> APIRouter:
-    """Every versioned route; mounted under /v1 and again, deprecated, without a prefix."""
-    router = APIRouter()
-    for module in (
-        health_information_rest,
-        kits_rest,
-        audit_rest,
-        questionnaires_rest,
-        compliance_rest,
-        forwarding_rest,
-    ):
-        router.include_router(module.router, dependencies=RATE_LIMITS)
-    for stream_module in (realtime_sse, realtime_websocket):
-        router.include_router(stream_module.router)
-    return router
+REST_MODULES = (
+    health_information_rest,
+    kits_rest,
+    audit_rest,
+    questionnaires_rest,
+    compliance_rest,
+    forwarding_rest,
+)
+STREAM_MODULES = (realtime_sse, realtime_websocket)
+
+
+def include_api(app: FastAPI, **include: Any) -> None:
+    """Every versioned route, each module's router included into the app itself.
+
+    Not through one intermediate router: FastAPI (0.16x) resolves included routers lazily and,
+    on every request, re-checks each inclusion level's routes for changes (walking every
+    route below it), so a level less is less framework per request (issue #16).
+    """
+    for module in REST_MODULES:
+        app.include_router(module.router, dependencies=RATE_LIMITS, **include)
+    for stream_module in STREAM_MODULES:
+        app.include_router(stream_module.router, **include)
 
 
 def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None) -> FastAPI:
@@ -346,10 +386,9 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
         generate_unique_id_function=operation_id,
     )
     app.state.services = services
-    routes = api_router()
-    app.include_router(routes, prefix="/v1")
-    app.include_router(
-        routes,
+    include_api(app, prefix="/v1")  # mounted under /v1 and again, deprecated, without a prefix
+    include_api(
+        app,
         deprecated=True,
         include_in_schema=True,
         generate_unique_id_function=legacy_operation_id,
@@ -365,24 +404,25 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
     app.state.exit_hooks = [services.hub.begin_shutdown]
     install_token_redaction()
     install_problem_handlers(app, rewrite_unexpected=rewrite_unexpected)
-    app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.profiling_enabled:
         app.add_middleware(ProfilingMiddleware, tokens=services.tokens)
-    # Outside every middleware that answers with a problem (the body limit's 413 included),
-    # inside compression, so the problems it rewrites are never compressed yet.
+    # Outside every route and dependency that answers with a problem, inside compression, so
+    # the problems it rewrites are never compressed yet. The edge's own early 413 (before the
+    # app runs) goes through the same rewrite (``rewrite_problem``).
     app.add_middleware(OperationOutcomeMiddleware)
     add_compression(app)
-    # Outside compression, so a HEAD gets the compressed GET's headers; inside the header
-    # middleware below, so its OPTIONS answers and 405s carry theirs.
-    app.add_middleware(MethodsMiddleware, routes=lambda: app.routes)
+    # One pure ASGI middleware for everything around the routes (api/edge.py): outside
+    # compression, so a HEAD gets the compressed GET's headers.
     app.add_middleware(
-        LegacyRouteMiddleware, legacy_prefixes=LEGACY_PREFIXES, sunset=settings.legacy_sunset
+        Edge,
+        metrics=services.metrics,
+        routes=lambda: app.routes,
+        max_body_bytes=settings.max_body_bytes,
+        private_prefixes=("/v1/", *LEGACY_PREFIXES),
+        legacy_prefixes=LEGACY_PREFIXES,
+        sunset=settings.legacy_sunset,
+        rewrite_problem=rewrite_unexpected,
     )
-    app.add_middleware(SecurityHeadersMiddleware, private_prefixes=("/v1/", *LEGACY_PREFIXES))
-    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
-    app.add_middleware(RequestLogMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     tracing = build_tracing(
         enabled=settings.otel_enabled,
         endpoint=settings.otel_exporter_endpoint,

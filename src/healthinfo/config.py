@@ -41,6 +41,32 @@ INSECURE_EXCEPTIONS = {
 }
 
 
+ReadAuditMode = Literal["sync", "batched", "off"]
+_LEGACY_READ_AUDIT = {
+    "true": "batched",
+    "1": "batched",
+    "on": "batched",
+    "yes": "batched",
+    "false": "off",
+    "0": "off",
+    "no": "off",
+}
+
+
+def parse_read_audit_mode(value: object) -> object:
+    """``sync``, ``batched`` or ``off``; the older boolean values still work (true: the default,
+    ``batched``; false: ``off``). The older percentage rollouts are refused with a message: an
+    audit that covers some kits only is not a mode this service offers any more."""
+    if isinstance(value, bool):
+        return "batched" if value else "off"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.endswith("%"):
+            raise ValueError("must be sync, batched or off (percentages are no longer accepted)")
+        return _LEGACY_READ_AUDIT.get(text, text)
+    return value
+
+
 class SettingsError(Exception):
     """Start-up configuration is invalid; ``str()`` is one line per wrong variable."""
 
@@ -104,7 +130,18 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     auto_claim: bool = True
-    audit_reads: Flag = ON
+    # Read auditing (docs/security.md, "Reads and the loss window"): sync, batched or off.
+    audit_reads: Annotated[ReadAuditMode, NoDecode, BeforeValidator(parse_read_audit_mode)] = (
+        "batched"
+    )
+    audit_read_batch_ms: int = Field(default=50, ge=1, le=10_000)
+    audit_read_batch_size: int = Field(default=200, ge=1, le=10_000)
+    audit_read_max_pending: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Read events waiting for a batch; beyond it a read audits synchronously.",
+    )
     strict_preconditions: Flag = OFF
     amendments_enabled: Flag = ON
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
@@ -126,6 +163,9 @@ class Settings(BaseSettings):
     rate_limit_read_per_address: str = "3000/minute"
     rate_limit_write_per_address: str = "1500/minute"
     rate_limit_stream_per_address: str = "300/minute"
+    # Local counting, reconciled through Redis this often (0: one Redis call per request,
+    # exact across processes); docs/operations.md "Rate limits across processes".
+    rate_limit_sync_ms: int = Field(default=100, ge=0, le=10_000)
     room_limit: int = Field(default=50, ge=1, le=10_000)
     # Real-time (docs/realtime.md): SSE and WebSocket rooms, presence, the event bus.
     realtime_ping_seconds: float = Field(default=15.0, gt=0, le=15)

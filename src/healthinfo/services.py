@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from healthinfo.audit.reads import ReadAuditor
 from healthinfo.audit.runner import WriteRunner
 from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
@@ -38,6 +39,7 @@ class Services:
     forwarding: Forwarding
     hub: RoomHub
     replica_reads: ReplicaReads
+    read_audit: ReadAuditor
     cache: ResilientCache | None = None
     idempotency: IdempotencyStore | None = None
     rate_limiter: RateLimiter | None = None

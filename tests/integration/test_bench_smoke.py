@@ -27,6 +27,7 @@ SCENARIOS = [
     "read_cache_off",
     "read_no_ratelimit",
     "read_no_audit",
+    "read_audit_sync",
     "read_heavy_mix",
     "patch",
     "patch_same_kit",
@@ -118,3 +119,26 @@ def test_quick_scale_out_measures_one_and_two_instances_and_the_worker_delivers(
         delivered = results["scale_out"][name]
         assert delivered["delivered_by_worker"] == delivered["submitted"] > 0, delivered
     assert results["sse"]["fanout_two_instances"]["deliveries"] > 0
+
+
+def test_quick_layers_run_tabulates_server_cpu_per_layer_for_the_get_and_the_patch(
+    tmp_path: Path,
+) -> None:
+    """``--layers``: py-spy's samples of the cached GET and the PATCH, charged to layers that
+    add up to the measured CPU per response, printed as a table (bench/layers.py)."""
+    if shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
+        pytest.skip("py-spy comes with the dev extras")
+    done, results = run_bench(tmp_path, "--only", "read_cache_hit,patch", "--layers")
+
+    for scenario, own_layer in (("read_cache_hit", "rate limit"), ("patch", "answers statements")):
+        attributed = results["layers"][scenario]
+        assert attributed["clients"] == int(LEVEL)
+        assert sum(attributed["layers"].values()) == attributed["samples"] > 0
+        assert any(name.startswith(own_layer) for name in attributed["layers"]), attributed
+    table = done.stdout[done.stdout.index("server CPU per layer") :]
+    for layer in ("middleware", "audit", "access check"):
+        assert layer in table, table
+    total = next(line for line in table.splitlines() if line.startswith("total"))
+    for scenario in ("read_cache_hit", "patch"):
+        cpu = results["scenarios"][scenario][LEVEL]["server_cpu_ms_per_request"]
+        assert f"{cpu:.3f}" in total.split(), (total, cpu)

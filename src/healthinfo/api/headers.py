@@ -14,19 +14,14 @@
 * A strict ``Content-Security-Policy`` (:data:`PAGE_CSP`) on any HTML response that has none of
   its own, so a new page is covered before anyone writes its policy.
 
-Pure functions of (scope, response headers), applied by one small pure ASGI middleware; the
-500 handler, which runs outside every middleware, applies the same function.
+Applied to every HTTP response by the edge middleware (``Edge.finish_headers`` in
+``api/edge.py``, in its one pass over the response headers); the 500 handler, which runs
+outside every middleware, applies :func:`error_headers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from healthinfo.api.methods import route_path
-
-Headers = list[tuple[bytes, bytes]]
+from starlette.types import Scope
 
 NOSNIFF = "nosniff"
 NO_STORE = "no-store"
@@ -42,55 +37,9 @@ PAGE_CSP = (
 )
 
 
-def security_headers(
-    scope: Scope, headers: Sequence[tuple[bytes, bytes]], *, private_prefixes: tuple[str, ...]
-) -> Headers:
-    """``headers`` with the security headers this response must carry, set (never doubled)."""
-    path = route_path(scope)
-    present = {name.lower() for name, _ in headers}
-    wanted: dict[bytes, str] = {b"x-content-type-options": NOSNIFF}
-    if path.startswith(private_prefixes):
-        wanted[b"cache-control"] = NO_STORE
-    if scope.get("scheme") in TLS_SCHEMES:
-        wanted[b"strict-transport-security"] = HSTS
-    if b"content-security-policy" not in present and _is_html(headers):
-        wanted[b"content-security-policy"] = PAGE_CSP
-    kept = [(name, value) for name, value in headers if name.lower() not in wanted]
-    return kept + [(name, value.encode("latin-1")) for name, value in wanted.items()]
-
-
-def _is_html(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    return any(
-        name.lower() == b"content-type" and value.lower().startswith(b"text/html")
-        for name, value in headers
-    )
-
-
 def error_headers(scope: Scope) -> dict[str, str]:
     """For the 500 handler, which runs outside every middleware: an error is never cached."""
     headers = {"X-Content-Type-Options": NOSNIFF, "Cache-Control": NO_STORE}
     if scope.get("scheme") in TLS_SCHEMES:
         headers["Strict-Transport-Security"] = HSTS
     return headers
-
-
-class SecurityHeadersMiddleware:
-    """Applies :func:`security_headers` to every HTTP response."""
-
-    def __init__(self, app: ASGIApp, *, private_prefixes: tuple[str, ...]) -> None:
-        self.app = app
-        self.private_prefixes = private_prefixes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_secured(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = security_headers(
-                    scope, message.get("headers", []), private_prefixes=self.private_prefixes
-                )
-            await send(message)
-
-        await self.app(scope, receive, send_secured)

@@ -2,7 +2,7 @@
 
 The router alone gets these wrong: a 405 names only the methods of the first route whose path
 matched (``/v1/kits/{kitId}/health-information`` is four routes: GET, PUT, PATCH, DELETE), FastAPI
-routes refuse HEAD, and OPTIONS is a 405. So, in one pure ASGI middleware:
+routes refuse HEAD, and OPTIONS is a 405. So, in the edge middleware (``api/edge.py``):
 
 * the methods a path allows are the union over every route whose template matches it (GET
   implies HEAD; OPTIONS always), computed from the app's routes when needed, so routes added
@@ -14,22 +14,18 @@ routes refuse HEAD, and OPTIONS is a 405. So, in one pure ASGI middleware:
   response ends after its headers: the route sees the client leave (``http.disconnect``), so
   an event stream cannot hang a HEAD. Routes that would do work only to have it thrown away
   (the SSE route) ask :func:`is_head` and answer headers only.
-
-Each piece is a small function of the scope and the response headers, to be folded into one
-middleware later.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 
 from fastapi.routing import iter_route_contexts
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, compile_path
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 # What a static files mount serves (Starlette's StaticFiles: GET, and HEAD with it).
 STATIC_METHODS = frozenset({"GET"})
@@ -77,83 +73,6 @@ def allow_value(declared: frozenset[str]) -> str:
     return ", ".join(known + sorted(methods - set(METHOD_ORDER)))
 
 
-def with_allow(headers: Sequence[tuple[bytes, bytes]], allow: str) -> list[tuple[bytes, bytes]]:
-    """The response headers with ``Allow`` replaced by ``allow``."""
-    return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", allow.encode())]
-
-
 def is_head(scope: Scope) -> bool:
     """Whether this request came as HEAD (the route sees GET): its body will be dropped."""
     return bool(scope.get("state", {}).get(HEAD_STATE))
-
-
-class MethodsMiddleware:
-    """Complete ``Allow`` on 405, OPTIONS answered, HEAD wherever GET works."""
-
-    def __init__(self, app: ASGIApp, *, routes: Callable[[], Sequence[BaseRoute]]) -> None:
-        self.app = app
-        self.routes = routes
-
-    def _declared(self, scope: Scope) -> frozenset[str]:
-        return declared_methods(self.routes(), route_path(scope))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        if method == "OPTIONS":
-            declared = self._declared(scope)
-            if declared and "OPTIONS" not in declared:
-                response = Response(status_code=204, headers={"Allow": allow_value(declared)})
-                await response(scope, receive, send)
-                return
-        if method == "HEAD":
-            await self._head(scope, receive, send)
-            return
-        await self.app(scope, receive, self._completing_allow(scope, send))
-
-    def _completing_allow(self, scope: Scope, send: Send) -> Send:
-        # The path as the request named it: routing into a mount moves its prefix into the
-        # scope's root_path, and the 405 comes after that.
-        path = route_path(scope)
-
-        async def send_with_allow(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = allow_value(declared_methods(self.routes(), path))
-                message["headers"] = with_allow(message.get("headers", []), allow)
-            await send(message)
-
-        return send_with_allow
-
-    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the route as GET; send its start, then one empty body, then nothing.
-
-        The server keeps the request's HEAD (it must not expect a body), so the route gets a
-        copy of the scope; what the router writes into it (the matched route) is copied back
-        for the metrics and the access log outside.
-        """
-        inner = {**scope, "method": "GET", "state": scope.setdefault("state", {})}
-        inner["state"][HEAD_STATE] = True
-        done = False
-        send_start = self._completing_allow(scope, send)
-
-        async def send_headers_only(message: Message) -> None:
-            nonlocal done
-            if done:
-                return
-            if message["type"] == "http.response.start":
-                await send_start(message)
-            elif message["type"] == "http.response.body":
-                done = True
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        async def receive_until_done() -> Message:
-            if done:
-                return {"type": "http.disconnect"}
-            return await receive()
-
-        try:
-            await self.app(inner, receive_until_done, send_headers_only)
-        finally:
-            scope.update({k: v for k, v in inner.items() if k != "method"})

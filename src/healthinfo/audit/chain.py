@@ -15,14 +15,17 @@ each kit's head, and ``verify`` fails a chain shorter than a checkpoint saw it.
 
 The link is computed here, not in SQL, so the key never reaches the database; the previous
 hash must be read first, so an append is two statements on PostgreSQL (lock and read the head;
-advance it and insert the event through a ``WITH``) and three on SQLite, all built once.
+advance it and insert the event through a ``WITH``) and three on SQLite, all built once. A
+write locks and reads the head in its access query already (``head_locked``): its append is
+then the one statement that advances the head and inserts the event.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,6 +34,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    exists,
     insert,
     literal_column,
     or_,
@@ -128,19 +132,72 @@ _ADVANCE_AND_INSERT_POSTGRESQL = insert(EVENTS).from_select(
 _INSERT_EVENT = insert(EVENTS)
 
 
+# The head's lock and read as a CTE, for a statement that reads something else in the same
+# round trip (a write's access query, kits.service): PostgreSQL runs a data-modifying WITH
+# exactly once, whether or not the rest of the statement reads it.
+HEAD_LOCK_POSTGRESQL = _LOCK_HEAD["postgresql"].cte("audit_head")
+
+
+def head_locked(uow: UnitOfWork, kit_id: str, last_hash: str) -> None:
+    """Note that this transaction holds ``kit_id``'s head locked, at ``last_hash``.
+
+    Whoever locked the head with ``HEAD_LOCK_POSTGRESQL`` says so here; ``append`` then needs
+    no statement to lock and read it. Sound because nobody else can move a head this
+    transaction holds locked (SQLite: its ``BEGIN IMMEDIATE`` locks the whole database).
+    """
+    uow.locked_heads[kit_id] = last_hash
+
+
+def advance_and_insert_after(gate: Any) -> Any:
+    """PostgreSQL: the statement ``append`` sends, made to depend on the CTE ``gate``: the head
+    advances and the event is inserted exactly when ``gate`` returns a row (a write's UPDATE
+    that won). Its parameters: ``link``'s; build it once."""
+    gated = _ADVANCE_HEAD.where(exists(select(literal_column("1")).select_from(gate)))
+    advanced = gated.returning(HEADS.c.kit_id).cte("advanced")
+    return insert(EVENTS).from_select(
+        list(_INSERTED),
+        select(*(bindparam(f"event_{c.key}", type_=c.type) for c in _INSERTED)).select_from(
+            advanced
+        ),
+    )
+
+
+def link(uow: UnitOfWork, keys: AuditKeyring, event: AuditEvent) -> dict[str, Any] | None:
+    """Link ``event`` onto its kit's head, which this transaction holds locked (``head_locked``):
+    the parameters of an ``advance_and_insert_after`` statement. None when the head is not
+    locked by this transaction (then ``append``)."""
+    prev_hash = uow.locked_heads.get(event.kit_id)
+    if prev_hash is None:
+        return None
+    event.prev_hash = prev_hash
+    event.key_id = keys.active_id
+    event.hash = link_hash(keys, prev_hash, event)
+    parameters = {f"event_{column.key}": getattr(event, column.key) for column in _INSERTED}
+    return {**parameters, "head_kit_id": event.kit_id, "new_hash": event.hash}
+
+
+def linked(uow: UnitOfWork, event: AuditEvent) -> None:
+    """The ``link``-ed event was written: the head this transaction holds moved to it."""
+    assert event.hash is not None
+    uow.locked_heads[event.kit_id] = event.hash
+
+
 async def append(uow: UnitOfWork, keys: AuditKeyring, event: AuditEvent) -> None:
     """Write ``event`` chained onto its kit's head with the active audit key, in the caller's
     transaction.
 
     The link is an HMAC computed here, so the key never reaches the database (not even as a
     statement parameter, which a database insider could log). That needs the previous hash
-    before the write: the head is locked and read first. PostgreSQL: two statements (lock the
-    head; advance it and insert the event). SQLite (no INSERT in a WITH): three.
+    before the write: the head is locked and read first, unless this transaction holds it
+    already (``head_locked``, or an earlier append). PostgreSQL: one statement then (advance
+    the head and insert the event), two otherwise. SQLite (no INSERT in a WITH): two or three.
     """
     session = uow.session
     dialect = session.get_bind().dialect.name
-    lock = _LOCK_HEAD["postgresql" if dialect == "postgresql" else "sqlite"]
-    prev_hash = (await session.execute(lock, {"kit_id": event.kit_id})).scalar_one()
+    prev_hash = uow.locked_heads.get(event.kit_id)
+    if prev_hash is None:
+        lock = _LOCK_HEAD["postgresql" if dialect == "postgresql" else "sqlite"]
+        prev_hash = (await session.execute(lock, {"kit_id": event.kit_id})).scalar_one()
     event.prev_hash = prev_hash
     event.key_id = keys.active_id
     event.hash = link_hash(keys, prev_hash, event)
@@ -149,16 +206,18 @@ async def append(uow: UnitOfWork, keys: AuditKeyring, event: AuditEvent) -> None
     if dialect == "postgresql":
         prefixed = {f"event_{key}": value for key, value in values.items()}
         await session.execute(_ADVANCE_AND_INSERT_POSTGRESQL, {**prefixed, **advance})
-        return
-    await session.execute(_ADVANCE_HEAD, advance)
-    await session.execute(_INSERT_EVENT, values)
+    else:
+        await session.execute(_ADVANCE_HEAD, advance)
+        await session.execute(_INSERT_EVENT, values)
+    uow.locked_heads[event.kit_id] = event.hash  # locked by this transaction until it ends
 
 
+@functools.lru_cache(maxsize=256)
 def _lock_heads(dialect: Any, count: int) -> Any:
-    """``_lock_head`` for ``count`` kits in one statement, returning each kit's hash."""
+    """``_lock_head`` for ``count`` kits in one multi-row statement (a read-audit batch); built
+    once per (dialect, count), so SQLAlchemy's compiled cache is hit without rebuilding it."""
     rows = [
-        {"kit_id": bindparam(f"kit_id_{i}"), "last_hash": GENESIS, "length": 0}
-        for i in range(count)
+        {"kit_id": bindparam(f"kit_{i}"), "last_hash": GENESIS, "length": 0} for i in range(count)
     ]
     return (
         dialect.insert(HEADS)
@@ -168,37 +227,68 @@ def _lock_heads(dialect: Any, count: int) -> Any:
     )
 
 
-async def append_many(uow: UnitOfWork, keys: AuditKeyring, events: list[AuditEvent]) -> None:
-    """``append`` for events of distinct kits, in three statements however many there are.
+_ADVANCE_HEAD_BY = (
+    update(HEADS)
+    .where(HEADS.c.kit_id == bindparam("head_kit_id"))
+    .values(
+        prev_hash=bindparam("new_prev"),
+        last_hash=bindparam("new_hash"),
+        length=HEADS.c.length + bindparam("added", type_=Integer),
+    )
+)
 
-    For bulk disclosures (one event per exported kit, ``fhir/bulk``): one multi-row head lock,
-    one batched head advance, one batched insert, instead of two or three round trips a kit.
-    The heads are locked in kit id order, the order any other multi-kit appender uses, so two
-    of them cannot deadlock; single-kit appends lock one head and cannot close a cycle.
+
+async def append_many(uow: UnitOfWork, keys: AuditKeyring, events: Sequence[AuditEvent]) -> None:
+    """Write ``events`` chained onto their kits' heads, in the caller's transaction: a batch of
+    read events (``audit.read_batches``) in three statements whatever its size.
+
+    The same links as ``append``, written in bulk: lock every kit's head in one statement
+    (kits in sorted order, so two batches, or a batch and a write, lock in one order and never
+    deadlock), compute each kit's links in the batch's order onto the head it read, insert the
+    events in one multi-row ``INSERT`` (ids in that order, which is the chains' order), and
+    advance each head by the number of its events. A write's own append to one of these kits
+    waits on the head lock until the batch commits, or the batch waits for it: either way the
+    chain is linear.
     """
     if not events:
         return
-    kit_ids = [event.kit_id for event in events]
-    if len(set(kit_ids)) != len(kit_ids):
-        raise ValueError("append_many takes at most one event per kit")
-    events = sorted(events, key=lambda event: event.kit_id)
+    if len(events) == 1:  # a quiet moment's batch: the single append is a statement shorter
+        await append(uow, keys, events[0])
+        return
     session = uow.session
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = _lock_heads(dialect, len(events))
-    params = {f"kit_id_{i}": event.kit_id for i, event in enumerate(events)}
-    rows = (await session.execute(statement, params)).all()
-    previous: dict[str, str] = {row[0]: row[1] for row in rows}
-    advances = []
-    for event in events:
-        event.prev_hash = previous[event.kit_id]
+    dialect = session.get_bind().dialect.name
+    kits = sorted({event.kit_id for event in events})
+    lock = _lock_heads(postgresql if dialect == "postgresql" else sqlite, len(kits))
+    rows = await session.execute(lock, {f"kit_{i}": kit for i, kit in enumerate(kits)})
+    heads: dict[str, str] = {row.kit_id: row.last_hash for row in rows}
+    previous: dict[str, str] = {}
+    added: dict[str, int] = dict.fromkeys(kits, 0)
+    ordered = sorted(events, key=lambda event: event.kit_id)  # stable: a kit's order is kept
+    for event in ordered:
+        event.prev_hash = heads[event.kit_id]
         event.key_id = keys.active_id
         event.hash = link_hash(keys, event.prev_hash, event)
-        advances.append({"head_kit_id": event.kit_id, "new_hash": event.hash})
-    await session.execute(_ADVANCE_HEAD, advances)
+        previous[event.kit_id] = event.prev_hash
+        heads[event.kit_id] = event.hash
+        added[event.kit_id] += 1
     await session.execute(
-        _INSERT_EVENT,
-        [{column.key: getattr(event, column.key) for column in _INSERTED} for event in events],
+        _INSERT_EVENT, [{c.key: getattr(event, c.key) for c in _INSERTED} for event in ordered]
     )
+    await session.execute(
+        _ADVANCE_HEAD_BY,
+        [
+            {
+                "head_kit_id": kit,
+                "new_prev": previous[kit],
+                "new_hash": heads[kit],
+                "added": added[kit],
+            }
+            for kit in kits
+        ],
+    )
+    # This transaction holds these heads locked now: a later ``append`` in it links onto them
+    # without reading them again (and must not link onto a hash it noted before this batch).
+    uow.locked_heads.update(heads)
 
 
 @dataclass(frozen=True, slots=True)

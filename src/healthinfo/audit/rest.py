@@ -27,6 +27,9 @@ async def list_audit_events(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
+    # Read events still queued by this process (audit.read_batches) are committed first, so
+    # the trail shown includes every read this instance has answered (within a short wait).
+    await svc.read_audit.flush()
     async with svc.replica_reads.for_kit(kit_id) as uow:
         await svc.kits.authorize(uow, actor, kit_id, Permission.READ_AUDIT)
         page = await svc.audit.list_for_kit(uow, kit_id, limit=limit, cursor=cursor)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from healthinfo.audit import chain
 from healthinfo.audit.keys import AuditKeyring
 from healthinfo.audit.reasons import ReasonCodec, RevealedReason
+from healthinfo.common.audit_actions import OK as OK  # re-exported
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
 from healthinfo.common.identifiers import without_control_characters
@@ -24,7 +25,6 @@ from healthinfo.common.uow import UnitOfWork
 from healthinfo.db.models import AuditEvent
 
 USER_AGENT_LENGTH = 255
-OK = "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +53,27 @@ class AuditLog:
 
     async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
         """Add the event to the caller's transaction: it commits, or rolls back, with the write."""
-        event = await self._event(ctx, entry)
-        # Chains (keyed) and writes the event: two statements on PostgreSQL (audit.chain). Core
-        # statements, not session.add + flush: the ORM's unit of work cost more CPU than the
-        # statements themselves on every audited request, and nothing reads the event back.
+        event = await self.prepare(ctx, entry)
+        # Chains (keyed) and writes the event: one or two statements on PostgreSQL
+        # (audit.chain). Core statements, not session.add + flush: the ORM's unit of work cost
+        # more CPU than the statements themselves on every audited request, and nothing reads
+        # the event back.
         await chain.append(uow, self._keys, event)
 
-    async def _event(self, ctx: RequestContext, entry: AuditEntry) -> AuditEvent:
+    async def prepare(self, ctx: RequestContext, entry: AuditEntry) -> AuditEvent:
+        """The event ``record`` would write, not yet linked nor written: for a write that links
+        and inserts it in its own statement (``chain.link``, health_information.repository)."""
         reason = entry.reason
         if reason is not None and self._reasons is not None:
             reason = await self._reasons.seal(entry.kit_id, reason)
+        return self.event(ctx, entry, reason=reason)
+
+    def event(
+        self, ctx: RequestContext, entry: AuditEntry, *, reason: str | None = None
+    ) -> AuditEvent:
+        """The unlinked event for ``entry``, stamped now: what ``record`` writes at once and a
+        read-audit batch writes a few milliseconds later (``audit.read_batches``). ``reason``:
+        already sealed."""
         return AuditEvent(
             event_id=str(uuid.uuid4()),
             at=self._clock(),
@@ -84,7 +95,7 @@ class AuditLog:
         self, uow: UnitOfWork, ctx: RequestContext, entries: Sequence[AuditEntry]
     ) -> None:
         """``record`` for entries of distinct kits in a few statements (bulk disclosures)."""
-        events = [await self._event(ctx, entry) for entry in entries]
+        events = [await self.prepare(ctx, entry) for entry in entries]
         await chain.append_many(uow, self._keys, events)
 
     async def list_for_kit(

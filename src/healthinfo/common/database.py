@@ -43,13 +43,31 @@ class Engines:
     write: AsyncEngine
     read: AsyncEngine
     replicas: tuple[AsyncEngine, ...] = ()
+    single_statement: AsyncEngine | None = None
+
+    @property
+    def autocommit(self) -> AsyncEngine:
+        """The engine for reads of one statement each, sent without ``BEGIN``/``COMMIT``.
+
+        PostgreSQL: the read engine in ``AUTOCOMMIT`` (its own pool, shared; asyncpg then sends
+        no ``BEGIN``, and READ COMMITTED gives a statement nothing a transaction around it
+        would). SQLite: an engine of its own whose connections issue no ``BEGIN`` at all (the
+        driver's transaction control is off, so each statement is its own transaction).
+        """
+        if self.single_statement is not None:
+            return self.single_statement
+        if self.read.dialect.name == "sqlite":
+            return self.read
+        return self.read.execution_options(isolation_level="AUTOCOMMIT")
 
     async def dispose(self) -> None:
-        await self.write.dispose()
-        if self.read is not self.write:
-            await self.read.dispose()
-        for replica in self.replicas:
-            await replica.dispose()
+        """Each pool once (on PostgreSQL the single-statement engine shares the write's)."""
+        distinct: dict[int, AsyncEngine] = {}
+        for engine in (self.write, self.read, self.single_statement, *self.replicas):
+            if engine is not None:
+                distinct.setdefault(id(engine.sync_engine.pool), engine)
+        for engine in distinct.values():
+            await engine.dispose()
 
 
 def create_engines(url: str, *, pool_size: int, max_overflow: int, timeout: float) -> Engines:
@@ -57,6 +75,7 @@ def create_engines(url: str, *, pool_size: int, max_overflow: int, timeout: floa
         return Engines(
             write=_sqlite_engine(url, begin="BEGIN IMMEDIATE", timeout=timeout),
             read=_sqlite_engine(url, begin="BEGIN", timeout=timeout),
+            single_statement=_sqlite_engine(url, begin=None, timeout=timeout),
         )
     engine = create_async_engine(
         url,
@@ -66,7 +85,11 @@ def create_engines(url: str, *, pool_size: int, max_overflow: int, timeout: floa
         connect_args={"timeout": timeout, "command_timeout": max(timeout, 30.0)},
     )
     check_on_checkout(engine)
-    return Engines(write=engine, read=engine)
+    return Engines(
+        write=engine,
+        read=engine,
+        single_statement=engine.execution_options(isolation_level="AUTOCOMMIT"),
+    )
 
 
 def check_on_checkout(
@@ -102,7 +125,8 @@ def _closed_by_server(dbapi_connection: DBAPIConnection) -> bool:
     return bool(is_closed()) if callable(is_closed) else False
 
 
-def _sqlite_engine(url: str, *, begin: str, timeout: float) -> AsyncEngine:
+def _sqlite_engine(url: str, *, begin: str | None, timeout: float) -> AsyncEngine:
+    """``begin=None``: no ``BEGIN`` is ever issued, each statement commits on its own."""
     engine = create_async_engine(url, pool_timeout=timeout, connect_args={"timeout": timeout})
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -116,8 +140,11 @@ def _sqlite_engine(url: str, *, begin: str, timeout: float) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+    if begin is not None:
+        statement = begin
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(statement)
 
     return engine

@@ -7,9 +7,11 @@ published events, worker wake-ups) are registered with ``after_commit`` and drop
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Self
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -75,38 +77,134 @@ def unavailable_from(exc: BaseException) -> Unavailable:
     return Unavailable()
 
 
+async def _run_hook(hook: AfterCommit) -> None:
+    """Hooks are best effort: the write is already durable, so a hook failure is logged only."""
+    try:
+        await hook()
+    except Exception:
+        logger.exception("unit_of_work.after_commit_failed")
+
+
+class BackgroundHooks:
+    """Runs after-commit hooks off the response path, one at a time, in commit order.
+
+    For what a committed write tells others (the cache's write-through, the live event's
+    publish): the client's answer need not wait for them. One worker, first in first out, so
+    one kit's changes reach the cache and the streams in the order they committed. When
+    ``max_pending`` hooks wait already (Redis stalling), the committer waits for the queue to
+    drain: nothing is dropped or reordered, the requests slow down instead. A Lifecycle:
+    ``stop`` runs what is queued (graceful shutdown) before the cache and the bus close.
+    """
+
+    def __init__(self, *, max_pending: int = 10_000) -> None:
+        self._queue: deque[AfterCommit] = deque()
+        self._max = max_pending
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, hooks: list[AfterCommit]) -> None:
+        if len(self._queue) + len(hooks) > self._max:
+            await self.drain()  # the queue is full: the committer waits, the order stays
+        self._queue.extend(hooks)
+        self._idle.clear()
+        self._wake.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="after-commit-hooks")
+
+    async def _work(self) -> None:
+        while True:
+            while self._queue:
+                await _run_hook(self._queue[0])  # counted as pending until it has run
+                self._queue.popleft()
+            self._idle.set()
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def drain(self) -> None:
+        """Wait until every hook submitted so far has run (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self._worker is None:
+            return
+        try:
+            await asyncio.wait_for(self.drain(), timeout=5.0)
+        except TimeoutError:
+            logger.warning("unit_of_work.background_hooks_not_drained", extra={"left": len(self)})
+        self._worker.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._worker
+        self._worker = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
 class UnitOfWork:
     """A session in a transaction, and the hooks to run once it is durable."""
 
-    def __init__(self, session: AsyncSession, *, writable: bool) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        writable: bool,
+        background: BackgroundHooks | None = None,
+    ) -> None:
         self.session = session
         self.writable = writable
         self._after_commit: list[AfterCommit] = []
+        self._in_background: list[AfterCommit] = []
+        self._background = background
+        # Audit chain heads this transaction holds locked, and their hash (audit.chain).
+        self.locked_heads: dict[str, str] = {}
+        self._dialect: str | None = None
 
-    def after_commit(self, hook: AfterCommit) -> None:
-        self._after_commit.append(hook)
+    @property
+    def dialect(self) -> str:
+        """``postgresql`` or ``sqlite``: which statements the database takes."""
+        if self._dialect is None:
+            self._dialect = self.session.get_bind().dialect.name
+        return self._dialect
+
+    def after_commit(self, hook: AfterCommit, *, background: bool = False) -> None:
+        """``background=True``: after the response too, in commit order (``BackgroundHooks``);
+        only for hooks whose effect nobody needs before the client hears the write succeeded."""
+        if background and self._background is not None:
+            self._in_background.append(hook)
+        else:
+            self._after_commit.append(hook)
 
     async def run_after_commit(self) -> None:
-        """Hooks are best effort: the write is already durable, so a hook failure is logged only."""
+        """The inline hooks now, in order; the background ones handed to the worker."""
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
-            try:
-                await hook()
-            except Exception:
-                logger.exception("unit_of_work.after_commit_failed")
+            await _run_hook(hook)
+        later, self._in_background = self._in_background, []
+        if later and self._background is not None:
+            await self._background.submit(later)
 
     def discard(self) -> Self:
         self._after_commit.clear()
+        self._in_background.clear()
         return self
 
 
 class UnitOfWorkFactory:
     """Opens units of work on the write or the read engine, or on a streaming replica."""
 
-    def __init__(self, engines: Engines) -> None:
+    def __init__(self, engines: Engines, *, background: BackgroundHooks | None = None) -> None:
         self.engines = engines  # for checks that are not transactions (readiness: the schema)
+        self.background = background or BackgroundHooks()
         self._write = async_sessionmaker(engines.write, expire_on_commit=False, autoflush=False)
         self._read = async_sessionmaker(engines.read, expire_on_commit=False, autoflush=False)
+        self._autocommit = async_sessionmaker(
+            engines.autocommit, expire_on_commit=False, autoflush=False
+        )
         self._replicas = [
             async_sessionmaker(replica, expire_on_commit=False, autoflush=False)
             for replica in engines.replicas
@@ -118,7 +216,7 @@ class UnitOfWorkFactory:
         uow: UnitOfWork | None = None
         try:
             async with self._write() as session, session.begin():
-                uow = UnitOfWork(session, writable=True)
+                uow = UnitOfWork(session, writable=True, background=self.background)
                 yield uow
         except BaseException as exc:
             if uow is not None:
@@ -132,6 +230,23 @@ class UnitOfWorkFactory:
     async def read(self) -> AsyncIterator[UnitOfWork]:
         try:
             async with self._read() as session, session.begin():
+                yield UnitOfWork(session, writable=False)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise unavailable_from(exc) from exc
+            raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[UnitOfWork]:
+        """A read whose statements each run on their own, without ``BEGIN`` and ``COMMIT``.
+
+        For the hot path (a read's access query, a stream's roster): one statement, one round
+        trip. Two statements in it may see different committed states, as two statements of a
+        READ COMMITTED transaction on PostgreSQL do anyway; a caller needing one snapshot of
+        several statements uses ``read()``.
+        """
+        try:
+            async with self._autocommit() as session:
                 yield UnitOfWork(session, writable=False)
         except Exception as exc:
             if is_database_unavailable(exc):

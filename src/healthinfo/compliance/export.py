@@ -15,6 +15,7 @@ from sqlalchemy import Table, select
 
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import Permission
+from healthinfo.common.audit_actions import EXPORT as EXPORT  # re-exported: the action is ours
 from healthinfo.common.clock import Clock, to_rfc3339, utc_now
 from healthinfo.common.context import RequestContext
 from healthinfo.common.uow import UnitOfWork
@@ -24,7 +25,6 @@ from healthinfo.kits.service import KitService
 
 KITS = cast(Table, Kit.__table__)
 MEMBERS = cast(Table, KitMember.__table__)
-EXPORT = "kit.export"
 FORMAT = "healthinfo.kit-export/1"
 
 

@@ -22,6 +22,7 @@ async def export_kit(kit_id: KitId, ctx: ContextDep, svc: ServicesDep) -> Respon
     exporter = KitExporter(
         kits=svc.kits, repository=svc.health_information.repository, audit=svc.audit
     )
+    await svc.read_audit.flush()  # the export's trail includes the reads already answered
     grant = await svc.writes.run(
         ctx,
         action=EXPORT,

@@ -100,10 +100,14 @@ class HealthInformationCache:
             return None
         return entry.version, created_at
 
-    async def remember(self, state: HealthInformationState) -> None:
+    async def remember(
+        self, state: HealthInformationState, *, stored_answers: str | None = None
+    ) -> None:
+        """``stored_answers``: the answers as the write stored them (its codec's output), so
+        the entry needs no second encryption (nor the key store lookup it takes)."""
         if self._cache is None or not self._rollout.enabled_for("cache", state.kit_id):
             return
-        entry = CacheEntry(state.version, await self._encode(state))
+        entry = CacheEntry(state.version, await self._encode(state, stored_answers))
         if self._near is not None:
             await self._near.put_if_newer(KEY_PREFIX + state.kit_id, entry, 0)
         if await self._cache.put_if_newer(KEY_PREFIX + state.kit_id, entry):
@@ -114,11 +118,13 @@ class HealthInformationCache:
             await self._near.delete(KEY_PREFIX + kit_id)
         return True if self._cache is None else await self._cache.delete(KEY_PREFIX + kit_id)
 
-    async def _encode(self, state: HealthInformationState) -> bytes:
+    async def _encode(self, state: HealthInformationState, stored_answers: str | None) -> bytes:
+        if stored_answers is None:
+            stored_answers = await self._codec.encode(state.kit_id, state.answers)
         document = {
             "q": [state.questionnaire_id, state.questionnaire_version],
             "s": state.status.value,
-            "a": await self._codec.encode(state.kit_id, state.answers),
+            "a": stored_answers,
             "c": state.created_at.isoformat(),
             "u": state.updated_at.isoformat(),
             "b": state.updated_by,

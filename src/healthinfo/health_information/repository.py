@@ -9,8 +9,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, false, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 
+from healthinfo.audit import chain
 from healthinfo.common.sql import insert_if_absent, rowcount
 from healthinfo.common.uow import UnitOfWork
 from healthinfo.crypto.keystore import KeyDestroyed
@@ -34,6 +46,32 @@ _UPDATE_IF_VERSION = update(CURRENT).where(
     CURRENT.c.version == bindparam("where_version"),
 )
 
+# Every column an update sets (all but the key and the creation time).
+_UPDATED_COLUMNS = [c.key for c in CURRENT.columns if c.key not in ("kit_id", "created_at")]
+_REVISION_COLUMNS = list(REVISIONS.columns)
+# PostgreSQL: the optimistic UPDATE and its revision in one statement (a write's round trip).
+_UPDATED = (
+    update(CURRENT)
+    .where(
+        CURRENT.c.kit_id == bindparam("where_kit_id"),
+        CURRENT.c.version == bindparam("where_version"),
+    )
+    .values({key: bindparam(f"hi_{key}", type_=CURRENT.c[key].type) for key in _UPDATED_COLUMNS})
+    .returning(CURRENT.c.kit_id)
+    .cte("updated")
+)
+_UPDATE_WITH_REVISION = insert(REVISIONS).from_select(
+    _REVISION_COLUMNS,
+    select(*(bindparam(f"rev_{c.key}", type_=c.type) for c in _REVISION_COLUMNS)).select_from(
+        _UPDATED
+    ),
+)
+# ... and the write's audit event (audit.chain: the head locked by the access query), so a
+# won write is one statement: the version check, the update, the revision and the audit link.
+_UPDATE_WITH_REVISION_AND_AUDIT = chain.advance_and_insert_after(
+    _UPDATE_WITH_REVISION.returning(REVISIONS.c.kit_id).cte("revised")
+)
+
 
 class HealthInformationRepository:
     def __init__(self, *, codec: AnswerCodec) -> None:
@@ -41,9 +79,7 @@ class HealthInformationRepository:
 
     async def get(self, uow: UnitOfWork, kit_id: str) -> HealthInformationState | None:
         row = (await uow.session.execute(select(CURRENT).where(CURRENT.c.kit_id == kit_id))).first()
-        if row is None:
-            return None
-        return await self._state(row)
+        return None if row is None else await self.from_row(kit_id, row)
 
     async def search(
         self,
@@ -77,12 +113,13 @@ class HealthInformationRepository:
 
     async def _readable_state(self, row: Any) -> HealthInformationState | None:
         try:
-            return await self._state(row)
+            return await self.from_row(row.kit_id, row)
         except KeyDestroyed:
             return None
 
-    async def _state(self, row: Any) -> HealthInformationState:
-        kit_id = row.kit_id
+    async def from_row(self, kit_id: str, row: Any) -> HealthInformationState:
+        """The state of a row holding the current record's columns (this table's, or a write's
+        access query's: kits.service)."""
         return HealthInformationState(
             kit_id=row.kit_id,
             questionnaire_id=row.questionnaire_id,
@@ -105,18 +142,76 @@ class HealthInformationRepository:
         row = (await uow.session.execute(statement)).first()
         return (row.questionnaire_id, row.questionnaire_version) if row is not None else None
 
-    async def insert_first(self, uow: UnitOfWork, state: HealthInformationState) -> bool:
+    async def encode(self, state: HealthInformationState) -> str:
+        """The answers as stored (encrypted): encoded once per write, for its row, its revision
+        and its cache entry (the ``stored`` arguments below)."""
+        return await self._codec.encode(state.kit_id, state.answers)
+
+    async def insert_first(
+        self, uow: UnitOfWork, state: HealthInformationState, *, stored: str | None = None
+    ) -> bool:
         """Create version 1; False when a concurrent writer created it first."""
-        return await insert_if_absent(uow, CURRENT, await self._row(state))
+        return await insert_if_absent(uow, CURRENT, await self._row(state, stored))
 
     async def update_if_version(
-        self, uow: UnitOfWork, state: HealthInformationState, *, expected_version: int
+        self,
+        uow: UnitOfWork,
+        state: HealthInformationState,
+        *,
+        expected_version: int,
+        stored: str | None = None,
     ) -> bool:
         """The optimistic lock: one conditional UPDATE whose row count decides who won."""
-        values = await self._row(state)
+        values = await self._row(state, stored)
         del values["kit_id"], values["created_at"]
         values.update(where_kit_id=state.kit_id, where_version=expected_version)
         return rowcount(await uow.session.execute(_UPDATE_IF_VERSION, values)) == 1
+
+    async def update_with_revision(
+        self,
+        uow: UnitOfWork,
+        state: HealthInformationState,
+        *,
+        expected_version: int,
+        changed: list[str],
+        channel: str,
+        request_id: str | None,
+        stored: str | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> bool:
+        """``update_if_version`` and, when it won, ``add_revision``: one statement on
+        PostgreSQL (the revision's INSERT reads the UPDATE's RETURNING, so it exists exactly
+        when the update won), two on SQLite.
+
+        ``audit``: a linked audit event's parameters (``chain.link``, PostgreSQL only), written
+        by the same statement, exactly when the update won.
+        """
+        stored = stored if stored is not None else await self.encode(state)
+        if uow.session.get_bind().dialect.name != "postgresql":
+            assert audit is None, "one-statement audit links are PostgreSQL's"
+            won = await self.update_if_version(
+                uow, state, expected_version=expected_version, stored=stored
+            )
+            if won:
+                await self.add_revision(
+                    uow,
+                    state,
+                    changed=changed,
+                    channel=channel,
+                    request_id=request_id,
+                    stored=stored,
+                )
+            return won
+        values = await self._row(state, stored)
+        parameters = {f"hi_{key}": values[key] for key in _UPDATED_COLUMNS}
+        parameters.update(where_kit_id=state.kit_id, where_version=expected_version)
+        revision = self._revision_row(state, values["answers"], changed, channel, request_id)
+        parameters.update({f"rev_{key}": value for key, value in revision.items()})
+        if audit is None:
+            return rowcount(await uow.session.execute(_UPDATE_WITH_REVISION, parameters)) == 1
+        parameters.update(audit)
+        result = await uow.session.execute(_UPDATE_WITH_REVISION_AND_AUDIT, parameters)
+        return rowcount(result) == 1
 
     async def add_revision(
         self,
@@ -126,21 +221,34 @@ class HealthInformationRepository:
         changed: list[str],
         channel: str,
         request_id: str | None,
+        stored: str | None = None,
     ) -> None:
-        row = {
+        answers = stored if stored is not None else await self.encode(state)
+        row = self._revision_row(state, answers, changed, channel, request_id)
+        # Values as parameters, not .values(): the statement stays the same object, so it is
+        # neither rebuilt nor re-keyed for the compiled cache on every write.
+        await uow.session.execute(_INSERT_REVISION, row)
+
+    @staticmethod
+    def _revision_row(
+        state: HealthInformationState,
+        answers: str,
+        changed: list[str],
+        channel: str,
+        request_id: str | None,
+    ) -> dict[str, Any]:
+        """The revision of ``state``, its answers as stored (the same ciphertext as the row's)."""
+        return {
             "kit_id": state.kit_id,
             "version": state.version,
             "status": state.status.value,
-            "answers": await self._codec.encode(state.kit_id, state.answers),
+            "answers": answers,
             "changed": changed,
             "at": state.updated_at,
             "by": state.updated_by,
             "channel": channel,
             "request_id": request_id,
         }
-        # Values as parameters, not .values(): the statement stays the same object, so it is
-        # neither rebuilt nor re-keyed for the compiled cache on every write.
-        await uow.session.execute(_INSERT_REVISION, row)
 
     async def revision_answers(self, uow: UnitOfWork, kit_id: str, version: int) -> Answers | None:
         stored = await uow.session.scalar(
@@ -268,13 +376,13 @@ class HealthInformationRepository:
         )
         return at
 
-    async def _row(self, state: HealthInformationState) -> dict[str, Any]:
+    async def _row(self, state: HealthInformationState, stored: str | None) -> dict[str, Any]:
         return {
             "kit_id": state.kit_id,
             "questionnaire_id": state.questionnaire_id,
             "questionnaire_version": state.questionnaire_version,
             "status": state.status.value,
-            "answers": await self._codec.encode(state.kit_id, state.answers),
+            "answers": stored if stored is not None else await self.encode(state),
             "field_versions": state.field_versions,
             "version": state.version,
             "created_at": state.created_at,

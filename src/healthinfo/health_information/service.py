@@ -18,9 +18,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from healthinfo.audit import chain
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import Permission, reads_final_only
 from healthinfo.auth.actor import Actor
+from healthinfo.common.audit_actions import READ as READ  # re-exported: the action is ours
 from healthinfo.common.clock import Clock, utc_now
 from healthinfo.common.context import RequestContext
 from healthinfo.common.flags import OFF, ON, Rollout
@@ -69,7 +71,6 @@ from healthinfo.questionnaires.validation import (
 SAVE = "health-information.save"
 SUBMIT = "health-information.submit"
 AMEND = "health-information.amend"
-READ = "health-information.read"
 ERASE = "health-information.erase"
 MOVE = "health-information.move-questionnaire"
 UNCHANGED = "unchanged"
@@ -93,6 +94,7 @@ class ChangeEvent:
     channel: str
     submitted: bool
     request_id: str | None = None
+    stored_answers: str | None = None  # the answers as the write stored them (encrypted)
 
 
 class ChangeListener(Protocol):
@@ -150,7 +152,7 @@ class HealthInformationService:
         self._max_answers = max_answers
         self._attempts = retry_attempts
         self._cache = cache
-        self._listeners = list(listeners)
+        self._listeners = [(listener, True) for listener in listeners]
         self._transactional_listeners = list(transactional_listeners)
         self._erasure_hooks: list[ErasureHook] = []
         self._clock = clock
@@ -159,8 +161,10 @@ class HealthInformationService:
     def repository(self) -> HealthInformationRepository:
         return self._repo
 
-    def add_listener(self, listener: ChangeListener) -> None:
-        self._listeners.append(listener)
+    def add_listener(self, listener: ChangeListener, *, background: bool = True) -> None:
+        """``background``: run after the response (``_notify_after_commit``); False: after the
+        commit but before the client hears of it (a guarantee depends on it having run)."""
+        self._listeners.append((listener, background))
 
     def add_transactional_listener(self, listener: TransactionalListener) -> None:
         self._transactional_listeners.append(listener)
@@ -419,6 +423,7 @@ class HealthInformationService:
                 submitted_at=current.submitted_at,
             )
             if await self._repo.update_if_version(uow, state, expected_version=current.version):
+                await self._add_revision(uow, ctx, state, changed)
                 await self._record(uow, ctx, current, state, changed, AMEND, reason=reason)
                 return WriteResult(state, False, True, changed, current.version)
         raise Unavailable("The kit's answers are changing too quickly; try again.")
@@ -465,6 +470,7 @@ class HealthInformationService:
             changed = changed_ids(current.answers, kept)
             state = self._next_state(ctx, kit_id, current, kept, changed, target, submit=False)
             if await self._repo.update_if_version(uow, state, expected_version=current.version):
+                await self._add_revision(uow, ctx, state, changed)
                 await self._record(uow, ctx, current, state, changed, MOVE)
                 return WriteResult(state, False, True, changed, current.version)
         raise Unavailable("The kit's answers are changing too quickly; try again.")
@@ -524,12 +530,16 @@ class HealthInformationService:
         base_version: int | None,
         questionnaire: QuestionnaireChoice | None = None,
     ) -> WriteResult:
-        await self._kits.authorize_write(uow, ctx, kit_id)
+        access = await self._kits.authorize_write(uow, ctx, kit_id)
         strict = self._flags.strict_preconditions.enabled_for("strict_preconditions", kit_id)
         if strict and if_match is None and base_version is None:
             raise PreconditionRequired()
-        for _attempt in range(self._attempts):
-            current = await self._repo.get(uow, kit_id)
+        for attempt in range(self._attempts):
+            if attempt == 0 and access.current_read:  # the access query read it already
+                row = access.current_row
+                current = None if row is None else await self._repo.from_row(kit_id, row)
+            else:  # a concurrent writer won: the record as it is now
+                current = await self._repo.get(uow, kit_id)
             self._check_writable(current, if_match, if_none_match)
             q = await self._bound(uow, kit_id, current, questionnaire)
             self._validate(q, incoming, removals, base_version, current)
@@ -726,14 +736,44 @@ class HealthInformationService:
         if submit and (missing := missing_required(q, answers)):
             raise ValidationFailed(missing, "Required answers are missing; nothing was submitted.")
         state = self._next_state(ctx, kit_id, current, answers, changed, q, submit=submit)
-        won = (
-            await self._repo.insert_first(uow, state)
-            if current is None
-            else await self._repo.update_if_version(uow, state, expected_version=current.version)
+        stored = await self._repo.encode(state)  # once, for the row, the revision and the cache
+        audited = False
+        if current is None:
+            if not await self._repo.insert_first(uow, state, stored=stored):
+                return None
+            await self._add_revision(uow, ctx, state, changed, stored)
+        else:
+            # PostgreSQL, the audit head locked by the access query: the audit event is linked
+            # here and written by the update's own statement (one round trip for all four).
+            event, link = None, None
+            if uow.dialect == "postgresql" and kit_id in uow.locked_heads:
+                event = await self._audit.prepare(ctx, self._entry(current, state, changed, action))
+                link = chain.link(uow, self._audit.keys, event)
+            if not await self._repo.update_with_revision(
+                uow,
+                state,
+                expected_version=current.version,
+                changed=changed,
+                channel=ctx.channel.value,
+                request_id=ctx.request_id,
+                stored=stored,
+                audit=link,
+            ):
+                return None
+            if event is not None and link is not None:
+                chain.linked(uow, event)
+            audited = link is not None
+        await self._record(
+            uow,
+            ctx,
+            current,
+            state,
+            changed,
+            action,
+            submitted=submit,
+            stored=stored,
+            audited=audited,
         )
-        if not won:
-            return None
-        await self._record(uow, ctx, current, state, changed, action, submitted=submit)
         version_before = current.version if current else None
         return WriteResult(state, current is None, True, changed, version_before)
 
@@ -748,12 +788,27 @@ class HealthInformationService:
         *,
         submitted: bool = False,
         reason: str | None = None,
+        stored: str | None = None,
+        audited: bool = False,
     ) -> None:
-        """What every accepted version writes besides itself: revision, audit, events."""
-        await self._repo.add_revision(
-            uow, state, changed=changed, channel=ctx.channel.value, request_id=ctx.request_id
-        )
-        entry = AuditEntry(
+        """What every accepted version writes besides itself and its revision: audit (unless
+        the write's own statement linked it: ``audited``), events."""
+        if not audited:
+            await self._audit.record(uow, ctx, self._entry(current, state, changed, action, reason))
+        event = ChangeEvent(state, changed, ctx.channel.value, submitted, ctx.request_id, stored)
+        for in_transaction in self._transactional_listeners:
+            await in_transaction(uow, event)
+        self._notify_after_commit(uow, event)
+
+    @staticmethod
+    def _entry(
+        current: HealthInformationState | None,
+        state: HealthInformationState,
+        changed: list[str],
+        action: str,
+        reason: str | None = None,
+    ) -> AuditEntry:
+        return AuditEntry(
             action=action,
             kit_id=state.kit_id,
             version_before=current.version if current else None,
@@ -761,11 +816,23 @@ class HealthInformationService:
             changed=changed,
             reason=reason,
         )
-        await self._audit.record(uow, ctx, entry)
-        event = ChangeEvent(state, changed, ctx.channel.value, submitted, ctx.request_id)
-        for in_transaction in self._transactional_listeners:
-            await in_transaction(uow, event)
-        self._notify_after_commit(uow, event)
+
+    async def _add_revision(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        state: HealthInformationState,
+        changed: list[str],
+        stored: str | None = None,
+    ) -> None:
+        await self._repo.add_revision(
+            uow,
+            state,
+            changed=changed,
+            channel=ctx.channel.value,
+            request_id=ctx.request_id,
+            stored=stored,
+        )
 
     def _next_state(
         self,
@@ -818,8 +885,11 @@ class HealthInformationService:
         await self._audit.record(uow, ctx, entry)
 
     def _notify_after_commit(self, uow: UnitOfWork, event: ChangeEvent) -> None:
-        for listener in self._listeners:
-            uow.after_commit(lambda listener=listener: listener(event))  # type: ignore[misc]
+        """After the commit, and (``background``) off the response path: the cache is
+        version-checked, so a late entry is safe; live events keep commit order
+        (common/uow.BackgroundHooks)."""
+        for listener, background in self._listeners:
+            uow.after_commit(lambda listener=listener: listener(event), background=background)  # type: ignore[misc]
 
     async def _existing(self, uow: UnitOfWork, kit_id: str) -> HealthInformationState:
         state = await self._repo.get(uow, kit_id)

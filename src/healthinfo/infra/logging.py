@@ -10,8 +10,9 @@ uvicorn, SQLAlchemy, httpx), passes through the same processors (structlog's
 ``ProcessorFormatter`` on the root logger's one handler):
 
 1. level, logger name, UTC timestamp, the ``extra=`` fields of stdlib records;
-2. ``request_id`` (set by ``RequestIdMiddleware``) and ``trace_id`` (the current OpenTelemetry
-   span's, else the trace id of the request's W3C ``traceparent``), on every line;
+2. ``request_id`` (``common/context.py``, set by the edge middleware) and ``trace_id`` (the
+   current OpenTelemetry span's, else the trace id of the request's W3C ``traceparent``), on
+   every line;
 3. exceptions rendered as type and frames only: an exception's *message* can quote a value
    (``ValueError(f"bad answer {x}")``), so it is never written;
 4. the redaction processor (``infra/redaction.py``), last before rendering, whichever renderer.
@@ -34,6 +35,7 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from healthinfo.common.context import current_request_id
 from healthinfo.infra.redaction import redact_mapping
 
 # Libraries whose INFO/DEBUG output can carry statement parameters, URLs or payloads
@@ -99,8 +101,6 @@ def request_log_fields(scope: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def add_request_context(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-    from healthinfo.api.middleware import current_request_id
-
     event_dict.setdefault("request_id", current_request_id.get())
     trace_id, span_id = current_trace_ids()
     event_dict.setdefault("trace_id", trace_id)

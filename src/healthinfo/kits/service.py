@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
 )
 
+from healthinfo.audit import chain
 from healthinfo.audit.service import AuditEntry, AuditLog
 from healthinfo.auth.access import (
     MEMBER_ROLES,
@@ -83,6 +84,24 @@ _ACCESS = (
 )
 
 
+# A write's access query: the same decision, the whole current record (the write reads it
+# next anyway) and, on PostgreSQL, the kit's audit chain head locked and read (the write's
+# audit append needs it): three round trips in one. SQLite has no INSERT in a WITH.
+_ACCESS_FOR_WRITE_SQLITE = (
+    select(KITS.c.owner_id, _MEMBER.c.role, *CURRENT.columns)
+    .select_from(KITS)
+    .outerjoin(
+        _MEMBER,
+        (_MEMBER.c.kit_id == KITS.c.kit_id) & (_MEMBER.c.user_id == bindparam("user_id")),
+    )
+    .outerjoin(CURRENT, CURRENT.c.kit_id == KITS.c.kit_id)
+    .where(KITS.c.kit_id == bindparam("kit_id"))
+)
+_ACCESS_FOR_WRITE_POSTGRESQL = _ACCESS_FOR_WRITE_SQLITE.add_columns(
+    select(chain.HEAD_LOCK_POSTGRESQL.c.last_hash).scalar_subquery().label("audit_last_hash")
+)
+
+
 AccessListener = Callable[[str, bool], Awaitable[None]]
 """Called after the commit with (kit id, erased): who may read the kit may have changed."""
 
@@ -94,6 +113,10 @@ class KitAccess:
     roles: frozenset[KitRole]
     version: int | None = None
     data_created_at: datetime | None = None
+    # A write's access query read the current record too (``authorize_write``): its row,
+    # None when nothing is saved. ``current_read`` False: not read, ask the repository.
+    current_row: Any = None
+    current_read: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +234,33 @@ class KitService:
             )
         return or_(*clauses) if clauses else false()
 
+    async def _access_for_write(self, uow: UnitOfWork, actor: Actor, kit_id: str) -> KitAccess:
+        """``access`` plus the current record and (PostgreSQL) the audit head, in one statement."""
+        postgresql = uow.session.get_bind().dialect.name == "postgresql"
+        statement = _ACCESS_FOR_WRITE_POSTGRESQL if postgresql else _ACCESS_FOR_WRITE_SQLITE
+        parameters = {"kit_id": kit_id, "user_id": actor.user_id}
+        row = (await uow.session.execute(statement, parameters)).first()
+        if row is None:
+            return KitAccess(kit_id, None, kit_roles(actor, owner_id=None, member_role=None))
+        if postgresql:
+            chain.head_locked(uow, kit_id, row.audit_last_hash)
+        roles = kit_roles(
+            actor,
+            owner_id=row.owner_id,
+            member_role=row.role,
+            data_final=_final(row.status),
+        )
+        current = row if row.kit_id is not None else None
+        return KitAccess(
+            kit_id,
+            row.owner_id,
+            roles,
+            row.version,
+            row.created_at,
+            current_row=current,
+            current_read=True,
+        )
+
     async def roster(self, uow: UnitOfWork, kit_id: str) -> KitRoster:
         """The owner, every member's role and the answers' creation time, in one statement
         (one consistent snapshot); an unknown kit has no owner and no members."""
@@ -236,7 +286,7 @@ class KitService:
         Nor does a write to a kit that already holds answers: naming it is no proof it is
         the caller's (a claim code or an admin decides, see the module docstring).
         """
-        access = await self.access(uow, ctx.actor, kit_id)
+        access = await self._access_for_write(uow, ctx.actor, kit_id)
         claimable = access.owner_id is None and access.version is None
         if claimable and self._auto_claim and not ctx.actor.is_admin:
             await self._claim(uow, ctx, kit_id)

@@ -7,32 +7,31 @@ the replica lags (``lagging``), or when it cannot be reached (``unavailable``; i
 alone for a cool-down, so a dead replica does not cost every read a connect timeout). The
 check is one query on the replica, in the same transaction as the read; the primary is not
 asked anything unless the read falls back to it.
+
+Replication knows no domain package: which audit events are changes comes from
+``common.audit_actions`` (``is_change``), the change record is fed by the audit log
+(``audit/change_tracking.py``) through a protocol, and the newest committed version of a
+kit's answers by whatever has it (``cached_answers`` over the answers cache, passed in by the
+composition root).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 
-from healthinfo.audit.keys import AuditKeyring
-from healthinfo.audit.reasons import ReasonCodec
-from healthinfo.audit.service import OK, AuditEntry, AuditLog
-from healthinfo.common.clock import Clock, utc_now
-from healthinfo.common.context import RequestContext
+from healthinfo.common.audit_actions import DISCLOSURES, is_change
 from healthinfo.common.uow import UnitOfWork
-from healthinfo.compliance.export import EXPORT
 from healthinfo.db.models import AuditChainHead, HealthInformation
 from healthinfo.errors import Unavailable
-from healthinfo.fhir.bulk import BULK_EXPORT
-from healthinfo.health_information.cache import HealthInformationCache
-from healthinfo.health_information.service import READ
 from healthinfo.replication.freshness import (
     AnswersMark,
     ChangeRecord,
@@ -48,8 +47,7 @@ ANSWERS = cast(Table, HealthInformation.__table__)
 REPLICA_COOL_DOWN_SECONDS = 5.0
 LAGGING = "lagging"
 UNAVAILABLE = "unavailable"
-# Audited, but they change nothing a read could miss: they need not hold replicas back.
-DISCLOSURES = frozenset({READ, EXPORT, BULK_EXPORT})
+__all__ = ["DISCLOSURES", "LAGGING", "UNAVAILABLE", "ReplicaReads", "cached_answers", "is_change"]
 
 
 class ReadSources(Protocol):
@@ -82,58 +80,6 @@ class SqlKitMarks:
         row = (await uow.session.execute(select(length, version, created))).one()
         answers = AnswersMark(row[2], row[1]) if row[1] is not None else None
         return KitMark(audit_length=row[0] or 0, answers=answers)
-
-    async def audit_length(self, uow: UnitOfWork, kit_id: str) -> int:
-        length = await uow.session.scalar(select(HEADS.c.length).where(HEADS.c.kit_id == kit_id))
-        return int(length or 0)
-
-
-def is_change(entry: AuditEntry) -> bool:
-    """An accepted write: not a disclosure, a refusal, or a write that changed nothing."""
-    return entry.outcome == OK and entry.action not in DISCLOSURES
-
-
-class ChangeTrackingAuditLog(AuditLog):
-    """The audit log, also noting after each commit which kits this process changed.
-
-    Every change to a kit is audited in the change's own transaction, from every channel, so
-    the record is complete without the services knowing about replicas. The chain length is
-    read in that transaction, right after the append (one primary-key lookup on a row the
-    transaction has locked anyway). Used only when replicas are configured.
-    """
-
-    def __init__(
-        self,
-        changes: ChangeRecord,
-        keys: AuditKeyring,
-        *,
-        clock: Clock = utc_now,
-        reasons: ReasonCodec | None = None,
-    ) -> None:
-        super().__init__(keys, clock=clock, reasons=reasons)
-        self._changes = changes
-        self._marks = SqlKitMarks()
-
-    async def record_many(
-        self, uow: UnitOfWork, ctx: RequestContext, entries: Sequence[AuditEntry]
-    ) -> None:
-        """Changes are tracked one by one; disclosures (the bulk export's) go in one batch."""
-        if any(is_change(entry) for entry in entries):
-            for entry in entries:
-                await self.record(uow, ctx, entry)
-            return
-        await super().record_many(uow, ctx, entries)
-
-    async def record(self, uow: UnitOfWork, ctx: RequestContext, entry: AuditEntry) -> None:
-        await super().record(uow, ctx, entry)
-        if is_change(entry):
-            changes, kit_id = self._changes, entry.kit_id
-            length = await self._marks.audit_length(uow, kit_id)
-
-            async def note() -> None:
-                changes.changed(kit_id, length)
-
-            uow.after_commit(note)
 
 
 class ReplicaReads:
@@ -242,7 +188,14 @@ class ReplicaReads:
         logger.warning("replica.unavailable", extra={"replica": index})
 
 
-def cached_answers(cache: HealthInformationCache) -> KnownAnswers:
+class CommittedVersions(Protocol):
+    """The newest committed (version, created at) of a kit's answers, when known
+    (``health_information.cache.HealthInformationCache``)."""
+
+    async def committed_version(self, kit_id: str) -> tuple[int, datetime] | None: ...
+
+
+def cached_answers(cache: CommittedVersions) -> KnownAnswers:
     """The shared cache's committed version of a kit's answers, as a freshness requirement."""
 
     async def known(kit_id: str) -> AnswersMark | None:

@@ -10,5 +10,6 @@ kit appears exactly once. Output lives in the database (``export_parts``), read 
 page for the client and deleted after ``HEALTHINFO_EXPORT_TTL`` (``purger``). See docs/fhir.md.
 """
 
-BULK_EXPORT = "fhir.bulk-export"
-"""The audit action of one kit written to an export's output (one event per kit)."""
+from healthinfo.common.audit_actions import BULK_EXPORT
+
+__all__ = ["BULK_EXPORT"]  # the audit action of one kit written to an export (one event per kit)
