@@ -132,13 +132,16 @@ class Edge:
         status = 500
         method = scope["method"]
         request_id_bytes = request_id.encode()
+        # The path as the request named it: routing into a mount (the /docs assets) moves its
+        # prefix into the scope's root_path before the response starts.
+        path = route_path(scope)
 
         async def send_finished(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 message["headers"] = self.finish_headers(
-                    scope, message.get("headers", ()), status, request_id_bytes
+                    scope, path, message.get("headers", ()), status, request_id_bytes
                 )
             await send(message)
 
@@ -160,14 +163,15 @@ class Edge:
     def finish_headers(
         self,
         scope: Scope,
+        path: str,
         headers: Sequence[tuple[bytes, bytes]],
         status: int,
         request_id: bytes,
     ) -> Headers:
         """The response headers as the old stack left them, in one pass and in its order:
         the route's own (less those replaced), the rate limits, a complete ``Allow`` on 405,
-        the legacy headers, the security headers, the request id."""
-        path = route_path(scope)
+        the legacy headers, the security headers, the request id. ``path``: the routed path
+        when the request arrived."""
         private = path.startswith(self.private_prefixes)
         tls = scope.get("scheme") in TLS_SCHEMES
         html = has_csp = False
