@@ -89,7 +89,6 @@ ROOTS = (
 # (module path under the site or source root, function name prefix or "") -> layer. The
 # first rule that matches a frame decides; more specific rules come first.
 RULES: tuple[tuple[str, str, str], ...] = (
-    ("healthinfo/api/ratelimit.py", "RateLimitHeadersMiddleware", MIDDLEWARE),
     ("healthinfo/api/ratelimit.py", "", RATE_LIMIT),
     ("healthinfo/infra/ratelimit.py", "", RATE_LIMIT),
     ("healthinfo/api/edge.py", "", MIDDLEWARE),
@@ -98,6 +97,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("healthinfo/api/headers.py", "", MIDDLEWARE),
     ("healthinfo/api/profiling.py", "", MIDDLEWARE),
     ("healthinfo/api/compression.py", "", MIDDLEWARE),
+    ("healthinfo/fhir/outcome.py", "OperationOutcomeMiddleware", MIDDLEWARE),
     ("starlette/middleware/gzip.py", "", MIDDLEWARE),
     ("healthinfo/api/request_log.py", "", LOGGING),
     ("healthinfo/infra/logging.py", "", LOGGING),

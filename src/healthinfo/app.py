@@ -238,6 +238,7 @@ def build_services(
     )
     writes = WriteRunner(uows=uows, audit=audit, metrics=metrics)
     read_audit = build_read_auditor(settings, uows, audit, writes, metrics)
+    writes.settle_reads_with(read_audit.settle)
     exports = build_exports(
         settings,
         uows=uows,

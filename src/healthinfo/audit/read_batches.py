@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter as Tally
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -123,11 +124,17 @@ class ReadAuditBatcher:
         self._flushing = False
         self._offered = 0  # events accepted so far (a flush waits for the count it saw)
         self._written = 0
+        self._kits: Tally[str] = Tally()  # pending events per kit (``holds``)
 
     @property
     def pending(self) -> int:
         """Events accepted and not yet committed (the batch being written included)."""
         return len(self._pending)
+
+    def holds(self, kit_id: str) -> bool:
+        """Whether an event of this kit is queued or being written (a write to the kit settles
+        it first, so the kit's chain keeps the order things happened: ``audit.reads``)."""
+        return self._kits[kit_id] > 0
 
     @property
     def accepting(self) -> bool:
@@ -141,6 +148,7 @@ class ReadAuditBatcher:
                 self._metrics.overflows.inc()
             return False
         self._pending.append((time.monotonic(), event))
+        self._kits[event.kit_id] += 1
         self._offered += 1
         self._metrics.queued.inc()
         if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
@@ -191,6 +199,7 @@ class ReadAuditBatcher:
                 self._metrics.write_failures.inc(lost)
             self._metrics.queued.dec(lost)
             self._pending.clear()
+            self._kits.clear()
             logger.error("audit.read_batch_lost_at_shutdown", extra={"events": lost})
 
     async def _run(self) -> None:
@@ -234,7 +243,10 @@ class ReadAuditBatcher:
     def _committed(self, count: int, *, written: bool = True) -> None:
         """The first ``count`` pending events are done (written, or given up loudly)."""
         for _ in range(count):
-            self._pending.popleft()
+            kit_id = self._pending.popleft()[1].kit_id
+            self._kits[kit_id] -= 1
+            if not self._kits[kit_id]:
+                del self._kits[kit_id]
         self._written += count
         if written:
             self._metrics.written.inc(count)

@@ -65,6 +65,14 @@ class ReadAuditor:
             read=True,
         )
 
+    async def settle(self, kit_id: str) -> None:
+        """Before a write to the kit: commit its queued read events first, so that its chain
+        lists a read before a write that came after it (a flush only when this kit has events
+        waiting: a write after a read within the batch window waits for that batch).
+        """
+        if self.batcher is not None and self.batcher.holds(kit_id):
+            await self.batcher.flush()
+
     async def flush(self) -> None:
         """Commit the queued read events (before the trail is shown), within a short wait."""
         if self.batcher is not None:

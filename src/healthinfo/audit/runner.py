@@ -32,6 +32,12 @@ class WriteRunner:
         self._uows = uows
         self._audit = audit
         self._metrics = metrics
+        self._settle: Callable[[str], Awaitable[None]] | None = None
+
+    def settle_reads_with(self, settle: Callable[[str], Awaitable[None]]) -> None:
+        """Before each write to a kit, ``settle(kit_id)`` (``ReadAuditor.settle``: the kit's
+        batched read events are committed first, so its chain keeps the order of events)."""
+        self._settle = settle
 
     async def run(
         self,
@@ -54,6 +60,8 @@ class WriteRunner:
         success-rate alert) counts writes only.
         """
         count = self._count_read if read else self._count_write
+        if not read and kit_id and self._settle is not None:
+            await self._settle(kit_id)
         try:
             with shared_key_reads():
                 async with self._uows.write() as uow:
