@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -21,14 +20,14 @@ from healthinfo.api.deps import IdentityDep, ServicesDep
 from healthinfo.api.openapi import problems
 from healthinfo.auth.access import may_bulk_export
 from healthinfo.auth.actor import Actor
-from healthinfo.common.clock import to_rfc3339, utc_now
+from healthinfo.common.clock import to_rfc3339
 from healthinfo.crypto.keystore import KeyDestroyed
-from healthinfo.errors import ExportInProgress, Forbidden, NotFound, Unauthenticated
+from healthinfo.errors import Forbidden, NotFound, Unauthenticated
+from healthinfo.fhir.bulk.kickoff import kick_off
 from healthinfo.fhir.bulk.request import parse_kickoff
 from healthinfo.fhir.bulk.store import ACTIVE_STATES, FAILED, Job
 from healthinfo.fhir.bulk.wiring import Exports
 from healthinfo.fhir.outcome import FHIR_CONTENT_TYPE, operation_outcome
-from healthinfo.health_information.model import Status
 from healthinfo.services import Services
 
 logger = logging.getLogger(__name__)
@@ -37,8 +36,6 @@ router = APIRouter(tags=["fhir-bulk"])
 NDJSON = "application/fhir+ndjson"
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 FILE_SUFFIX = ".ndjson"
-RESEARCH_STATUSES = [Status.SUBMITTED.value, Status.AMENDED.value]
-COMPLETED_STATUSES = [Status.SUBMITTED.value]
 
 # Plain strings, checked by the routes: a pattern here would answer 422 as a problem.
 JobId = Annotated[str, Path(alias="jobId", description="The export's id.")]
@@ -83,37 +80,7 @@ async def _own_job(svc: Services, actor: Actor, job_id: str) -> Job:
 async def kickoff(request: Request, identity: IdentityDep, svc: ServicesDep) -> Response:
     actor = _exporter(identity)
     wanted = parse_kickoff(request.query_params.multi_items(), prefer=request.headers.get("prefer"))
-    exports = _exports(svc)
-    statuses: list[str] = []
-    if wanted.completed_only:
-        statuses = COMPLETED_STATUSES
-    elif not actor.is_admin:
-        statuses = RESEARCH_STATUSES  # a researcher reads submitted data only
-    job_id = uuid.uuid4().hex
-    now = utc_now()
-    async with svc.uows.write() as uow:
-        created = await exports.store.create(
-            uow,
-            {
-                "job_id": job_id,
-                "requester": actor.user_id,
-                "request_url": str(request.url),
-                "types": list(wanted.types),
-                "since": wanted.since,
-                "statuses": statuses,
-                "transaction_time": now,
-                "created_at": now,
-            },
-        )
-        if not created:
-            raise ExportInProgress(retry_after=exports.retry_after_seconds * 5)
-        runner = exports.runner
-        if runner is not None:
-
-            async def wake() -> None:
-                runner.wake()
-
-            uow.after_commit(wake)
+    job_id = await kick_off(svc.uows, _exports(svc), actor, wanted, request_url=str(request.url))
     logger.info("export.queued", extra={"job_id": job_id})
     location = str(request.url_for("fhir_bulk_status", jobId=job_id))
     return Response(status_code=202, headers={"Content-Location": location})
