@@ -36,7 +36,7 @@ from healthinfo.audit.service import AuditLog
 from healthinfo.auth.tokens import TokenVerifier
 from healthinfo.common.database import Engines, create_engines
 from healthinfo.common.flags import OFF, ON
-from healthinfo.common.lifecycle import Lifecycle
+from healthinfo.common.lifecycle import Lifecycle, stop_all
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.compliance import rest as compliance_rest
 from healthinfo.config import Settings
@@ -372,8 +372,7 @@ def create_app(settings: Settings, *, span_exporter: SpanExporter | None = None)
                 started.append(component)
             yield
         finally:
-            for component in reversed(started):
-                await component.stop()
+            await stop_all(started)
             await engines.dispose()
             await keystore.engines.dispose()
 

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from healthinfo.audit.reasons import ReasonCodec
 from healthinfo.audit.service import AuditLog
 from healthinfo.common.database import create_engines
-from healthinfo.common.lifecycle import Lifecycle
+from healthinfo.common.lifecycle import Lifecycle, stop_all
 from healthinfo.common.uow import UnitOfWorkFactory
 from healthinfo.config import Settings
 from healthinfo.crypto.codec import EncryptedAnswerCodec
@@ -93,8 +93,7 @@ async def run_worker(
             logger.info("forwarding.worker_started")
             await stop.wait()
         finally:
-            for component in reversed(started):
-                await component.stop()
+            await stop_all(started)
     finally:
         await engines.dispose()
         await keystore.engines.dispose()
