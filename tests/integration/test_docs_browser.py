@@ -129,7 +129,10 @@ async def test_redoc_renders_offline_under_its_csp(
 ) -> None:
     seen = await visit(browser, docs_server, "/redoc")
     operation = seen.page.locator('[data-section-id$="/operation/getHealthInformation"]')
-    await expect(operation.locator("h2")).to_contain_text("Read a kit's health information")
+    # ReDoc lays out the whole document before the section exists: seconds on a loaded machine.
+    await expect(operation.locator("h2")).to_contain_text(
+        "Read a kit's health information", timeout=20_000
+    )
     assert seen.external == []
     # ReDoc's "API docs by Redocly" logo is a hard-coded CDN image: the CSP blocks it (so no
     # request leaves) and ReDoc hides the broken image. Nothing else may be blocked.
