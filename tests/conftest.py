@@ -29,6 +29,7 @@ from tests.support.backends import (
     sqlite_url,
 )
 from tests.support.live import LIVE_ENV, STARTUP_SECONDS
+from tests.support.lock_holders import processes_holding, sqlite_path
 from tests.support.server import ServerProcess
 from tests.support.tokens import TEST_AUDIT_KEYS, TEST_MASTER_KEYS, TEST_SECRET
 
@@ -37,6 +38,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if "postgres" in BACKENDS:
         require_reachable("127.0.0.1", 5432, "PostgreSQL")
         require_reachable(REDIS_HOST, REDIS_PORT, "Redis")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test on SQLite reports who has its database open, and the shared live
+    server's last log lines: an intermittent ``database is locked`` then names its holder."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    values = getattr(item, "funcargs", {})
+    path = sqlite_path(str(values.get("database_url", "")))
+    if path is not None:
+        holders = processes_holding(path)
+        report.sections.append((f"processes with {path.name} open", "\n".join(holders) or "none"))
+    live = values.get("live_server")
+    if isinstance(live, ServerProcess) and live.log.exists():
+        report.sections.append(("live server log (tail)", live.log.read_text()[-4000:]))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -22,6 +23,11 @@ from healthinfo.common.database import Engines
 from healthinfo.errors import Unavailable
 
 AfterCommit = Callable[[], Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+# A write transaction held this long is logged (``db.write_transaction_slow``): on SQLite it
+# holds the one write lock, so every other writer, in any process, waited behind it.
+SLOW_WRITE_SECONDS = 2.0
 
 # SQLSTATE classes that mean "the database cannot serve us now", not "this request is wrong":
 # 08 connection exception, 53 insufficient resources (too many connections), 57P operator
@@ -194,6 +200,22 @@ class UnitOfWork:
         return self
 
 
+def _note_if_slow(started: float, outcome: str) -> None:
+    """Log a write transaction that held its connection (SQLite: the write lock) too long; the
+    log line's request id names the request, the task name a background loop."""
+    seconds = time.monotonic() - started
+    if seconds >= SLOW_WRITE_SECONDS:
+        task = asyncio.current_task()
+        logger.warning(
+            "db.write_transaction_slow",
+            extra={
+                "seconds": round(seconds, 3),
+                "outcome": outcome,
+                "task": task.get_name() if task is not None else None,
+            },
+        )
+
+
 class UnitOfWorkFactory:
     """Opens units of work on the write or the read engine, or on a streaming replica."""
 
@@ -214,16 +236,19 @@ class UnitOfWorkFactory:
     async def write(self) -> AsyncIterator[UnitOfWork]:
         """Commit on a clean exit, roll back on an exception; hooks only after the commit."""
         uow: UnitOfWork | None = None
+        started = time.monotonic()
         try:
             async with self._write() as session, session.begin():
                 uow = UnitOfWork(session, writable=True, background=self.background)
                 yield uow
         except BaseException as exc:
+            _note_if_slow(started, "rolled back")
             if uow is not None:
                 uow.discard()
             if is_database_unavailable(exc):
                 raise unavailable_from(exc) from exc
             raise
+        _note_if_slow(started, "committed")
         await uow.run_after_commit()
 
     @asynccontextmanager
