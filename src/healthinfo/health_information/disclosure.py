@@ -71,11 +71,12 @@ async def search_and_disclose(
 
     Each kit's trail gets its own ``health-information.read`` (with the version shown), as if
     it had been read alone: a search is as much a disclosure as a read. Batched or off: one
-    read statement, the page's events queued for the batch writer (a page of 50 is one batch
-    insert, not 50 write transactions). Sync: the events in the search's own transaction.
+    read statement (no transaction around it, as for a single read), the page's events queued
+    for the batch writer (a page of 50 is one batch insert, not 50 write transactions). Sync:
+    the events in the search's own transaction.
     """
     if not svc.read_audit.synchronous:
-        async with svc.uows.read() as uow:
+        async with svc.uows.autocommit() as uow:
             page = await svc.health_information.search(
                 uow, ctx.actor, query, after=after, limit=limit
             )
