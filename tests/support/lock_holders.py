@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 
 def processes_holding(path: Path) -> list[str]:
     """``pid: command line`` of each process with ``path`` (or its WAL/SHM files) open."""
@@ -46,6 +48,9 @@ def _open_files(process: Path) -> set[str]:
 
 def sqlite_path(database_url: str) -> Path | None:
     """The file behind a ``sqlite+aiosqlite:///…`` URL, or None for another backend."""
-    if not database_url.startswith("sqlite"):
+    if not database_url:
         return None
-    return Path(database_url.split("///", 1)[1].split("?", 1)[0])
+    parsed = make_url(database_url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
